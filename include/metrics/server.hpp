@@ -1,0 +1,165 @@
+// The thread-per-connection TCP server.
+//
+// A raw BSD-sockets accept loop (Server::run) starts one std::thread per
+// connection. Each session thread reads into a buffer, splits the bytes into
+// bounded lines, hands every complete line to the LineHandler in order, and
+// writes the answers of one read back with one send. What a line means is the
+// handler's business: MetricsService (service.hpp) implements the metrics
+// protocol; a no-op handler measures the socket loop alone.
+#ifndef METRICS_SERVER_HPP_
+#define METRICS_SERVER_HPP_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "metrics/protocol.hpp"
+#include "metrics/socket.hpp"
+
+namespace metrics {
+
+// The answers of one session, buffered and sent by the session loop in one
+// write per batch of requests. Not thread-safe: belongs to one session.
+class Output {
+ public:
+  explicit Output(int fd) : fd_(fd) {}
+
+  // The bytes still to be sent; handlers append their answers here.
+  std::string& buffer() { return buffer_; }
+
+  // A buffer grown past this many bytes is sent by flush_if_large().
+  static constexpr std::size_t kStreamBytes = 64 * 1024;
+
+  // Sends the buffer now if it holds more than kStreamBytes, so that a very
+  // large answer streams out instead of being built whole in memory.
+  void flush_if_large() {
+    if (buffer_.size() > kStreamBytes) flush();
+  }
+
+  // Sends everything buffered. Returns false once any send has failed (the
+  // peer is gone or too slow); later data is then dropped.
+  bool flush();
+
+  bool failed() const { return failed_; }
+
+ private:
+  int fd_;
+  std::string buffer_;
+  bool failed_ = false;
+};
+
+// What a server does with each request line. Called concurrently from every
+// session thread: implementations must be thread-safe.
+class LineHandler {
+ public:
+  virtual ~LineHandler() = default;
+
+  // Answers one complete request line (the bytes before its '\n'; a trailing
+  // '\r' is still there) by appending to `out`.
+  virtual void handle_line(std::string_view line, Output& out) = 0;
+
+  // Answers a line longer than the server's line limit. By default:
+  // "error\nwrong command\n\n" (PROTOCOL.md).
+  virtual void handle_too_long(Output& out) { out.buffer().append(kWrongCommandAnswer); }
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8888;  // 0 picks a free port
+  std::size_t max_line_bytes = kDefaultMaxLineBytes;
+  std::size_t max_connections = 10000;
+  // A session that completes no request for this long is closed; 0 = never.
+  double idle_timeout_seconds = 0;
+  int listen_backlog = 4096;
+  // Receives one line per start, stop, refused connection and internal
+  // error. Empty: lines go to stderr. Called from several threads, serialised
+  // by the server.
+  std::function<void(std::string_view)> log;
+  // Silences the log, except the "listening on" line.
+  bool quiet = false;
+};
+
+// Thread-safe: stop() and the accessors may be called from any thread while
+// run() runs in another. listen() and run() are called once each, in order.
+class Server {
+ public:
+  Server(ServerOptions options, LineHandler& handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens on options.host:options.port and logs
+  // "listening on ADDRESS". Throws SystemError if that fails.
+  void listen();
+
+  // The bound address ("127.0.0.1:41234") and port; valid after listen().
+  const std::string& address() const { return address_; }
+  uint16_t port() const { return port_; }
+
+  // Accepts connections until stop(), then ends every session, joins every
+  // session thread and returns. Transient accept failures (EMFILE, ENFILE,
+  // ECONNABORTED, ...) are logged and survived with a back-off.
+  void run();
+
+  // Asks run() to finish. Async-signal-safe and idempotent.
+  void stop();
+
+  // Sessions open now.
+  std::size_t session_count() const;
+  // Connections refused so far because the connection limit was reached or a
+  // session thread could not be started.
+  std::size_t refused_count() const { return refused_.load(); }
+
+ private:
+  struct Session {
+    Fd fd;
+    std::string peer;
+    std::thread thread;
+  };
+
+  // Logs one line unless options_.quiet (and `always` is false).
+  void log(std::string_view line, bool always = false) const;
+  void accept_ready();
+  void start_session(Fd fd, std::string peer);
+  void serve(Session* session, uint64_t id);
+  void finish(uint64_t id);
+  void reap_finished();
+  void wait_wake(int timeout_ms);
+  void wake();
+  void end_all_sessions();
+
+  ServerOptions options_;
+  LineHandler& handler_;
+  Fd listener_;
+  Fd wake_read_;
+  Fd wake_write_;
+  std::string address_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> refused_{0};
+  int accept_backoff_ms_ = 0;  // used only by the run() thread
+
+  mutable std::mutex log_mu_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;  // guarded by mu_
+  std::vector<uint64_t> finished_;                                    // guarded by mu_
+  uint64_t next_id_ = 0;                                              // guarded by mu_
+};
+
+// Sets the stack size of threads created from now on in this process,
+// std::thread included (pthread_setattr_default_np). metrics-server uses it
+// to make 10,000 session threads cheap. Throws SystemError on failure.
+void set_default_thread_stack_size(std::size_t bytes);
+
+}  // namespace metrics
+
+#endif  // METRICS_SERVER_HPP_

@@ -1,0 +1,76 @@
+// The in-memory metrics store: one instance per server process, shared by
+// every session thread.
+#ifndef METRICS_STORAGE_HPP_
+#define METRICS_STORAGE_HPP_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "metrics/sample.hpp"
+
+namespace metrics {
+
+// Keys in the order each was first stored; each key's samples in a compact
+// array sorted by timestamp, at most one sample per (key, timestamp).
+//
+// Thread-safe: every public method takes the one internal mutex, briefly.
+// Readers copy what they need under the lock and format it after releasing
+// it, so a large `get *` never holds the lock for long: it walks the keys one
+// at a time (see copy_series).
+class Storage {
+ public:
+  Storage() = default;
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Stores `value` at (key, timestamp), replacing a value already stored
+  // there. A new key is placed after every existing key.
+  void put(std::string_view key, int64_t timestamp, double value);
+
+  // Number of distinct keys stored so far. Keys are never removed, so indexes
+  // below this stay valid.
+  std::size_t key_count() const;
+
+  // Total number of samples stored.
+  std::size_t sample_count() const;
+
+  // Copies the key at `index` (0 = first stored) and its samples into `key`
+  // and `samples` (replacing their contents). Returns false if there is no
+  // such index.
+  bool copy_series(std::size_t index, std::string* key, std::vector<Sample>* samples) const;
+
+  // Copies the samples of `key` into `samples` (replacing their contents).
+  // Returns false, leaving `samples` empty, if the key is not stored.
+  bool copy_series(std::string_view key, std::vector<Sample>* samples) const;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::vector<Sample> samples;  // sorted by timestamp, unique timestamps
+  };
+
+  // Heterogeneous lookup: the index's keys are views of Entry::key, which a
+  // deque never moves, so a lookup by string_view allocates nothing.
+  struct KeyHash {
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+
+  // REQUIRES: mu_ held.
+  static void insert_sample(std::vector<Sample>* samples, int64_t timestamp, double value);
+
+  mutable std::mutex mu_;
+  std::deque<Entry> entries_;                                        // guarded by mu_
+  std::unordered_map<std::string_view, std::size_t, KeyHash> index_;  // guarded by mu_
+  std::size_t sample_count_ = 0;                                     // guarded by mu_
+};
+
+}  // namespace metrics
+
+#endif  // METRICS_STORAGE_HPP_

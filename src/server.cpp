@@ -1,0 +1,337 @@
+#include "metrics/server.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <system_error>
+
+namespace metrics {
+
+namespace {
+
+// The receive buffer of a session lives on its thread's stack: an idle
+// session keeps no heap buffer, and only the pages a read touched are
+// resident.
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+// After a send, a buffer larger than this is returned to the allocator so
+// an idle session does not keep the memory of its largest answer.
+constexpr std::size_t kKeepBufferBytes = 16 * 1024;
+
+constexpr std::string_view kOutOfResourcesAnswer = "error\nserver out of resources\n\n";
+
+bool is_transient_accept_error(int err) {
+  switch (err) {
+    case EINTR:
+    case EAGAIN:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    // Linux passes pending network errors of the new socket to accept(2);
+    // they concern that one connection, not the listener.
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_resource_accept_error(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+void set_timeout(int fd, int option, double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - std::floor(seconds)) * 1e6);
+  ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+}  // namespace
+
+bool Output::flush() {
+  if (!failed_ && !buffer_.empty()) {
+    failed_ = !send_all(fd_, buffer_);
+  }
+  if (buffer_.capacity() > kKeepBufferBytes) {
+    std::string().swap(buffer_);
+  } else {
+    buffer_.clear();
+  }
+  return !failed_;
+}
+
+Server::Server(ServerOptions options, LineHandler& handler)
+    : options_(std::move(options)), handler_(handler) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
+  wake_read_.reset(fds[0]);
+  wake_write_.reset(fds[1]);
+}
+
+Server::~Server() {
+  // run() joins every session before it returns; if it never ran, there are
+  // none. Sessions still here would mean run() is still running, which is a
+  // caller bug; ending them keeps the destructor from std::terminate.
+  stop();
+  end_all_sessions();
+}
+
+void Server::log(std::string_view line, bool always) const {
+  if (options_.quiet && !always) return;
+  std::lock_guard<std::mutex> lock(log_mu_);
+  if (options_.log) {
+    options_.log(line);
+    return;
+  }
+  std::string text(line);
+  text.push_back('\n');
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+}
+
+void Server::listen() {
+  listener_ = listen_tcp(options_.host, options_.port, options_.listen_backlog);
+  address_ = local_address(listener_.get());
+  port_ = local_port(listener_.get());
+  log("listening on " + address_, /*always=*/true);
+}
+
+void Server::stop() {
+  stopping_.store(true);
+  wake();
+}
+
+void Server::wake() {
+  char byte = 1;
+  // A full pipe already holds a wake-up; the result does not matter.
+  [[maybe_unused]] ssize_t n = ::write(wake_write_.get(), &byte, 1);
+}
+
+std::size_t Server::session_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
+}
+
+void Server::run() {
+  while (!stopping_.load()) {
+    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
+    // While accept is backing off from a resource error, the listener is not
+    // polled: only a wake-up or the end of the back-off resumes the loop.
+    int count = accept_backoff_ms_ > 0 ? 1 : 2;
+    pollfd* first = accept_backoff_ms_ > 0 ? &fds[1] : &fds[0];
+    int rc = ::poll(first, static_cast<nfds_t>(count),
+                    accept_backoff_ms_ > 0 ? accept_backoff_ms_ : -1);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      log(errno_message("poll", errno));
+      break;
+    }
+    if (fds[1].revents != 0) {
+      char drain[256];
+      while (::read(wake_read_.get(), drain, sizeof drain) > 0) {
+      }
+      reap_finished();
+    }
+    if (stopping_.load()) break;
+    if (accept_backoff_ms_ > 0 && fds[1].revents == 0) {
+      // The back-off ran out: try accepting again.
+      accept_ready();
+    } else if (accept_backoff_ms_ == 0 && fds[0].revents != 0) {
+      accept_ready();
+    }
+  }
+  std::size_t open = session_count();
+  log("stopping: closing " + std::to_string(open) + " session(s)");
+  end_all_sessions();
+  log("stopped");
+}
+
+void Server::accept_ready() {
+  // Accept everything pending; the listener is non-blocking.
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        accept_backoff_ms_ = 0;
+        return;
+      }
+      if (is_transient_accept_error(err)) continue;
+      if (is_resource_accept_error(err)) {
+        // Out of descriptors or memory: pending connections stay queued in
+        // the backlog. Back off (10 ms doubling to 1 s) instead of spinning;
+        // sessions that end free descriptors meanwhile.
+        accept_backoff_ms_ = accept_backoff_ms_ == 0 ? 10 : std::min(accept_backoff_ms_ * 2, 1000);
+        log(errno_message("accept", err) + "; retrying in " +
+            std::to_string(accept_backoff_ms_) + " ms");
+        return;
+      }
+      log(errno_message("accept", err) + "; the listener is broken, stopping");
+      stopping_.store(true);
+      return;
+    }
+    accept_backoff_ms_ = 0;
+    start_session(Fd(fd), format_address(reinterpret_cast<sockaddr*>(&ss), len));
+  }
+}
+
+void Server::start_session(Fd fd, std::string peer) {
+  std::size_t open = session_count();
+  if (open >= options_.max_connections) {
+    ++refused_;
+    ::send(fd.get(), kTooManyConnectionsAnswer.data(), kTooManyConnectionsAnswer.size(),
+           MSG_NOSIGNAL | MSG_DONTWAIT);
+    log("refused " + peer + ": too many connections (" + std::to_string(open) + " open, limit " +
+        std::to_string(options_.max_connections) + ")");
+    return;  // `fd` closes here
+  }
+  int one = 1;
+  ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (options_.idle_timeout_seconds > 0) {
+    // A receive that waits this long returns EAGAIN and ends the session; a
+    // client that stops reading its answers is dropped after as long.
+    set_timeout(fd.get(), SO_RCVTIMEO, options_.idle_timeout_seconds);
+    set_timeout(fd.get(), SO_SNDTIMEO, options_.idle_timeout_seconds);
+  }
+
+  auto session = std::make_unique<Session>();
+  session->fd = std::move(fd);
+  session->peer = std::move(peer);
+  Session* raw = session.get();
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = next_id_++;
+    sessions_.emplace(id, std::move(session));
+  }
+  try {
+    raw->thread = std::thread(&Server::serve, this, raw, id);
+  } catch (const std::system_error& e) {
+    ++refused_;
+    ::send(raw->fd.get(), kOutOfResourcesAnswer.data(), kOutOfResourcesAnswer.size(),
+           MSG_NOSIGNAL | MSG_DONTWAIT);
+    log("refused " + raw->peer + ": cannot start a session thread: " + e.what());
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_.erase(id);  // closes the connection
+  }
+}
+
+void Server::serve(Session* session, uint64_t id) {
+  const int fd = session->fd.get();
+  Output out(fd);
+  LineSplitter splitter(options_.max_line_bytes);
+  const bool idle_limit = options_.idle_timeout_seconds > 0;
+  const auto idle_duration = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(options_.idle_timeout_seconds));
+  auto last_request = std::chrono::steady_clock::now();
+  char buf[kReadChunk];
+
+  for (;;) {
+    long n = recv_some(fd, buf, sizeof buf);
+    if (n <= 0) break;  // end of stream, reset, idle timeout or shutdown
+    bool answered = false;
+    splitter.feed(
+        std::string_view(buf, static_cast<std::size_t>(n)),
+        [&](std::string_view line) {
+          answered = true;
+          handler_.handle_line(line, out);
+          out.flush_if_large();
+        },
+        [&] {
+          answered = true;
+          handler_.handle_too_long(out);
+        });
+    if (!out.flush()) break;
+    if (idle_limit) {
+      auto now = std::chrono::steady_clock::now();
+      if (answered) {
+        last_request = now;
+      } else if (now - last_request >= idle_duration) {
+        // Bytes that never complete a request (a slow-loris client) do not
+        // keep a session alive.
+        break;
+      }
+    }
+  }
+  finish(id);
+}
+
+void Server::finish(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_.push_back(id);
+  }
+  wake();
+}
+
+void Server::reap_finished() {
+  std::vector<std::unique_ptr<Session>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint64_t id : finished_) {
+      auto it = sessions_.find(id);
+      if (it == sessions_.end()) continue;
+      done.push_back(std::move(it->second));
+      sessions_.erase(it);
+    }
+    finished_.clear();
+  }
+  // Joining outside the lock: a finishing thread needs mu_ in finish(). Each
+  // of these threads has already left serve(), so the joins are immediate.
+  for (auto& session : done) {
+    if (session->thread.joinable()) session->thread.join();
+  }
+  // Destroying `done` closes the sockets.
+}
+
+void Server::end_all_sessions() {
+  std::vector<std::unique_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, session] : sessions_) {
+      // Wakes a thread blocked in recv or send on this socket; the thread
+      // then finishes on its own. The descriptor stays open until the join,
+      // so its number cannot be reused under the thread.
+      ::shutdown(session->fd.get(), SHUT_RDWR);
+      all.push_back(std::move(session));
+    }
+    sessions_.clear();
+    finished_.clear();
+  }
+  for (auto& session : all) {
+    if (session->thread.joinable()) session->thread.join();
+  }
+}
+
+void set_default_thread_stack_size(std::size_t bytes) {
+  pthread_attr_t attr;
+  int rc = ::pthread_getattr_default_np(&attr);
+  if (rc == 0) {
+    rc = ::pthread_attr_setstacksize(&attr, bytes);
+    if (rc == 0) rc = ::pthread_setattr_default_np(&attr);
+    ::pthread_attr_destroy(&attr);
+  }
+  if (rc != 0) {
+    throw SystemError(errno_message("set thread stack size", rc), rc);
+  }
+}
+
+}  // namespace metrics

@@ -1,0 +1,107 @@
+// metrics-server [HOST] [PORT] [options]: serves the metrics protocol over
+// one in-memory Storage until SIGINT or SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "metrics/server.hpp"
+#include "metrics/service.hpp"
+#include "metrics/storage.hpp"
+#include "metrics/version.hpp"
+
+namespace {
+
+// Descriptors the process needs besides its sessions (stdio, the listener,
+// the wake pipe, slack).
+constexpr rlim_t kReservedDescriptors = 16;
+
+// Each session thread's stack: the 16 KiB read buffer plus a few frames.
+constexpr std::size_t kSessionStackBytes = 256 * 1024;
+
+void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
+
+// Raises the soft descriptor limit to the hard one and says how many
+// connections that allows.
+void check_descriptor_limit(const metrics::ServerOptions& options) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  rlim_t usable = limit.rlim_cur > kReservedDescriptors ? limit.rlim_cur - kReservedDescriptors : 0;
+  if (options.quiet) return;
+  std::string line = "connection limit " + std::to_string(options.max_connections) +
+                     "; descriptor limit (ulimit -n) " + std::to_string(limit.rlim_cur);
+  if (usable < options.max_connections) {
+    line += ": only about " + std::to_string(usable) +
+            " connections fit; beyond that accept backs off until descriptors free up";
+  }
+  log_line(line);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  metrics::ServerOptions options;
+  CLI::App app{"metrics-server: stores metrics sent with put and answers get, over TCP."};
+  app.add_option("host", options.host, "Address to listen on: a name, IPv4 or IPv6 literal")
+      ->capture_default_str();
+  app.add_option("port", options.port, "TCP port; 0 picks a free one")->capture_default_str();
+  app.add_option("--max-line-bytes", options.max_line_bytes,
+                 "Longest request line accepted; a longer one is answered 'wrong command'")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections", options.max_connections,
+                 "Connections served at once; more are answered 'too many connections'")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--idle-timeout", options.idle_timeout_seconds,
+                 "Close a session that completes no request for this many seconds; 0 = never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("-q,--quiet", options.quiet,
+               "Log nothing but the 'listening on' line and fatal errors");
+  app.set_version_flag("--version", std::string("metrics-server ") + metrics::kVersion);
+  CLI11_PARSE(app, argc, argv);
+
+  // Signals are taken by one thread with sigwait, so no other thread is ever
+  // interrupted by them; every thread started below inherits this mask.
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  try {
+    metrics::set_default_thread_stack_size(kSessionStackBytes);
+    check_descriptor_limit(options);
+    metrics::Storage storage;
+    metrics::MetricsService service(storage);
+    metrics::Server server(options, service);
+    server.listen();
+
+    std::thread signal_thread([&] {
+      int signal_number = 0;
+      ::sigwait(&stop_signals, &signal_number);
+      server.stop();
+    });
+    server.run();
+    // run() also returns when the listener breaks: release the signal thread
+    // with a signal of our own (a no-op if it has already taken one).
+    ::kill(::getpid(), SIGTERM);
+    signal_thread.join();
+  } catch (const std::exception& e) {
+    log_line(std::string("metrics-server: ") + e.what());
+    return 1;
+  }
+  return 0;
+}

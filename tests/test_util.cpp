@@ -1,0 +1,272 @@
+#include "test_util.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace metrics::test {
+
+struct LogSink {
+  mutable std::mutex mu;
+  std::vector<std::string> lines;  // guarded by mu
+};
+
+TestServer::TestServer(ServerOptions options) : log_(std::make_shared<LogSink>()) {
+  options.host = "127.0.0.1";
+  options.port = 0;
+  if (!options.log) {
+    std::shared_ptr<LogSink> sink = log_;
+    options.log = [sink](std::string_view line) {
+      std::lock_guard<std::mutex> lock(sink->mu);
+      sink->lines.emplace_back(line);
+    };
+  }
+  server_ = std::make_unique<Server>(std::move(options), service_);
+  server_->listen();
+  thread_ = std::thread([this] { server_->run(); });
+}
+
+TestServer::~TestServer() {
+  server_->stop();
+  thread_.join();
+}
+
+std::vector<std::string> TestServer::log_lines() const {
+  std::lock_guard<std::mutex> lock(log_->mu);
+  return log_->lines;
+}
+
+RawConnection::RawConnection(uint16_t port)
+    : fd_(connect_tcp("127.0.0.1", port, kDeadline)) {}
+
+void RawConnection::send(std::string_view bytes) {
+  if (!send_all(fd_.get(), bytes, kDeadline)) {
+    throw std::runtime_error(errno_message("test send", errno));
+  }
+}
+
+std::string RawConnection::read_answers(std::size_t count) {
+  std::size_t end = 0;
+  std::size_t found = 0;
+  std::size_t scanned = 0;
+  for (;;) {
+    while (found < count) {
+      std::size_t next = find_answer_end(std::string_view(buffer_).substr(end), scanned > end ? scanned - end : 0);
+      if (next == 0) break;
+      end += next;
+      ++found;
+    }
+    if (found == count) break;
+    scanned = buffer_.size();
+    char chunk[65536];
+    long n = recv_some(fd_.get(), chunk, sizeof chunk, kDeadline);
+    if (n < 0) throw std::runtime_error(errno_message("test receive", errno));
+    if (n == 0) {
+      throw std::runtime_error("test receive: connection closed after " + std::to_string(found) +
+                               " of " + std::to_string(count) + " answers; got '" + buffer_ + "'");
+    }
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+  }
+  std::string answers = buffer_.substr(0, end);
+  buffer_.erase(0, end);
+  return answers;
+}
+
+std::string RawConnection::read_until_close() {
+  for (;;) {
+    char chunk[65536];
+    long n = recv_some(fd_.get(), chunk, sizeof chunk, kDeadline);
+    if (n < 0) {
+      if (errno == ECONNRESET) break;
+      throw std::runtime_error(errno_message("test receive", errno));
+    }
+    if (n == 0) break;
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+  }
+  std::string rest;
+  rest.swap(buffer_);
+  return rest;
+}
+
+void RawConnection::shutdown_write() { ::shutdown(fd_.get(), SHUT_WR); }
+
+void RawConnection::reset() {
+  linger lg{1, 0};
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  fd_.reset();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Starts argv with stdout/stderr on pipes; returns the pid.
+pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, Fd* out,
+            Fd* err) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw_errno("pipe2");
+  Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw_errno("pipe2");
+  Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  for (const std::string& e : env) environment.push_back(e);
+  std::vector<char*> c_argv;
+  for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  c_argv.push_back(nullptr);
+  std::vector<char*> c_env;
+  for (const std::string& e : environment) c_env.push_back(const_cast<char*>(e.c_str()));
+  c_env.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    // In the child only async-signal-safe calls until exec.
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(out_write.get(), 1);
+    ::dup2(err_write.get(), 2);
+    // The test process blocks no signals the child should see, but a test
+    // may have; start the child with an empty mask.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(c_argv[0], c_argv.data(), c_env.data());
+    ::_exit(127);
+  }
+  *out = std::move(out_read);
+  *err = std::move(err_read);
+  return pid;
+}
+
+// Reads whatever is available on `fd` into `text`, waiting at most
+// `timeout_ms`. Returns false at end of file.
+bool read_available(int fd, std::string* text, int timeout_ms) {
+  pollfd pfd{fd, POLLIN, 0};
+  int rc = ::poll(&pfd, 1, timeout_ms);
+  if (rc <= 0) return true;
+  char chunk[4096];
+  ssize_t n = ::read(fd, chunk, sizeof chunk);
+  if (n <= 0) return false;
+  text->append(chunk, static_cast<std::size_t>(n));
+  return true;
+}
+
+ProcessResult collect(pid_t pid, Fd& out, Fd& err, std::string err_prefix,
+                      std::chrono::milliseconds deadline) {
+  ProcessResult result;
+  result.err = std::move(err_prefix);
+  auto end = Clock::now() + deadline;
+  bool out_open = out.valid(), err_open = err.valid();
+  while (out_open || err_open) {
+    if (Clock::now() >= end) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw std::runtime_error("process " + std::to_string(pid) + " ran past its deadline");
+    }
+    pollfd fds[2] = {{out_open ? out.get() : -1, POLLIN, 0}, {err_open ? err.get() : -1, POLLIN, 0}};
+    int rc = ::poll(fds, 2, 50);
+    if (rc < 0 && errno != EINTR) break;
+    char chunk[65536];
+    if (out_open && fds[0].revents != 0) {
+      ssize_t n = ::read(out.get(), chunk, sizeof chunk);
+      if (n > 0) result.out.append(chunk, static_cast<std::size_t>(n)); else out_open = false;
+    }
+    if (err_open && fds[1].revents != 0) {
+      ssize_t n = ::read(err.get(), chunk, sizeof chunk);
+      if (n > 0) result.err.append(chunk, static_cast<std::size_t>(n)); else err_open = false;
+    }
+  }
+  int status = 0;
+  for (;;) {
+    pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) throw_errno("waitpid");
+    if (Clock::now() >= end) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw std::runtime_error("process " + std::to_string(pid) + " ran past its deadline");
+    }
+    ::poll(nullptr, 0, 1);
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  return result;
+}
+
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                          std::chrono::milliseconds deadline) {
+  Fd out, err;
+  pid_t pid = spawn(argv, env, &out, &err);
+  return collect(pid, out, err, "", deadline);
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env)
+    : pid_(spawn(argv, env, &out_, &err_)) {}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string ChildProcess::wait_for_stderr_line(std::string_view needle) {
+  auto end = Clock::now() + kDeadline;
+  for (;;) {
+    std::size_t pos = err_text_.find(needle);
+    if (pos != std::string::npos) {
+      std::size_t start = err_text_.rfind('\n', pos);
+      start = start == std::string::npos ? 0 : start + 1;
+      std::size_t stop = err_text_.find('\n', pos);
+      if (stop != std::string::npos) return err_text_.substr(start, stop - start);
+    }
+    if (Clock::now() >= end) {
+      throw std::runtime_error("no stderr line with '" + std::string(needle) + "'; got: " + err_text_);
+    }
+    if (!read_available(err_.get(), &err_text_, 50)) {
+      throw std::runtime_error("stderr closed before a line with '" + std::string(needle) +
+                               "'; got: " + err_text_);
+    }
+  }
+}
+
+ProcessResult ChildProcess::stop(int sig, std::chrono::milliseconds deadline) {
+  ::kill(pid_, sig);
+  ProcessResult result = collect(pid_, out_, err_, err_text_, deadline);
+  pid_ = -1;
+  return result;
+}
+
+std::string server_binary() {
+  const char* path = std::getenv("METRICS_SERVER_BIN");
+  return path != nullptr ? path : "build/metrics-server";
+}
+
+std::string cli_binary() {
+  const char* path = std::getenv("METRICS_CLI_BIN");
+  return path != nullptr ? path : "build/metrics-cli";
+}
+
+uint16_t port_from_listening_line(std::string_view line) {
+  std::size_t colon = line.rfind(':');
+  if (colon == std::string_view::npos) throw std::runtime_error("no port in '" + std::string(line) + "'");
+  return static_cast<uint16_t>(std::stoi(std::string(line.substr(colon + 1))));
+}
+
+}  // namespace metrics::test

@@ -1,0 +1,124 @@
+// Helpers shared by the tests: an in-process server on an ephemeral port,
+// raw loopback connections with deadlines, and child processes by PID.
+#ifndef METRICS_TESTS_TEST_UTIL_HPP_
+#define METRICS_TESTS_TEST_UTIL_HPP_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "metrics/server.hpp"
+#include "metrics/service.hpp"
+#include "metrics/socket.hpp"
+#include "metrics/storage.hpp"
+
+namespace metrics::test {
+
+// Every blocking step of a test waits at most this long.
+inline constexpr std::chrono::milliseconds kDeadline{10000};
+
+// A MetricsService over a fresh Storage, served on 127.0.0.1 at a free port
+// by a thread of this process; stopped and joined on destruction.
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions options = {});
+  ~TestServer();
+
+  uint16_t port() const { return server_->port(); }
+  Storage& storage() { return storage_; }
+  Server& server() { return *server_; }
+  // Log lines the server wrote so far.
+  std::vector<std::string> log_lines() const;
+
+ private:
+  Storage storage_;
+  MetricsService service_{storage_};
+  std::shared_ptr<struct LogSink> log_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+// A raw client connection to 127.0.0.1:port. Every read waits at most
+// kDeadline and fails the test (throws) when it runs out.
+class RawConnection {
+ public:
+  explicit RawConnection(uint16_t port);
+  void send(std::string_view bytes);
+  // Reads until `count` complete answers (each ending in "\n\n") have arrived
+  // and returns exactly their bytes; bytes past them stay buffered.
+  std::string read_answers(std::size_t count = 1);
+  // Reads until the peer closes; returns everything not yet returned.
+  std::string read_until_close();
+  // Half-closes the write side.
+  void shutdown_write();
+  // Closes with SO_LINGER 0: the peer sees a reset.
+  void reset();
+  int fd() const { return fd_.get(); }
+
+ private:
+  Fd fd_;
+  std::string buffer_;
+};
+
+// Waits (polling, bounded by `deadline`) until `condition` holds; returns
+// whether it did.
+template <typename Condition>
+bool wait_until(Condition condition, std::chrono::milliseconds deadline = kDeadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// The result of a child process run to completion.
+struct ProcessResult {
+  int exit_code = -1;  // -1 if killed by a signal
+  int signal = 0;
+  std::string out;
+  std::string err;
+};
+
+// Runs `argv` with extra environment `env` ("NAME=value"), stdin from
+// /dev/null, capturing stdout and stderr; kills it (by PID) if it runs past
+// `deadline`, which fails the test.
+ProcessResult run_process(const std::vector<std::string>& argv,
+                          const std::vector<std::string>& env = {},
+                          std::chrono::milliseconds deadline = kDeadline);
+
+// A child process started in the background, killed by PID on destruction.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+  ~ChildProcess();
+  pid_t pid() const { return pid_; }
+  // Reads stderr until a line containing `needle` appears; returns that line.
+  std::string wait_for_stderr_line(std::string_view needle);
+  // Sends `sig` and waits for the process to end; returns its result.
+  ProcessResult stop(int sig, std::chrono::milliseconds deadline = kDeadline);
+
+ private:
+  pid_t pid_ = -1;
+  Fd out_;
+  Fd err_;
+  std::string err_text_;
+};
+
+// The path of a built program, from METRICS_SERVER_BIN / METRICS_CLI_BIN
+// (set by `make test`), else build/<name>.
+std::string server_binary();
+std::string cli_binary();
+
+// The port in a "listening on HOST:PORT" line.
+uint16_t port_from_listening_line(std::string_view line);
+
+}  // namespace metrics::test
+
+#endif  // METRICS_TESTS_TEST_UTIL_HPP_

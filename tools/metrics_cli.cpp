@@ -1,0 +1,163 @@
+// metrics-cli: put and get metrics from a shell script, over metrics::Client.
+//
+//   metrics-cli put palm.cpu 10.5            # timestamp: now
+//   metrics-cli put palm.cpu 10.5 1501864247
+//   metrics-cli get '*'                      # KEY VALUE TIMESTAMP lines
+//
+// Exit status: 0 success; 1 the server answered an error, the answer was
+// malformed, or the connection failed or timed out; 2 a usage error (nothing
+// is sent then). Failures print one line on stderr.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "metrics/client.hpp"
+#include "metrics/protocol.hpp"
+#include "metrics/version.hpp"
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct ConnectionOptions {
+  std::string host = "127.0.0.1";
+  int port = 8888;
+  std::optional<double> timeout;
+};
+
+struct PutOptions {
+  std::string key;
+  std::string value;
+  std::string timestamp;  // empty: now
+};
+
+struct GetOptions {
+  std::string key;
+};
+
+// A usage error found after parsing: reported like CLI11's own.
+struct UsageError {
+  std::string message;
+};
+
+void setup_connection(CLI::App& app, ConnectionOptions& options) {
+  if (const char* host = std::getenv("METRICS_HOST"); host != nullptr && *host != '\0') {
+    options.host = host;
+  }
+  app.add_option("--host", options.host, "Server host: name, IPv4 or IPv6 literal [env METRICS_HOST]")
+      ->capture_default_str();
+  app.add_option("--port", options.port, "Server TCP port [env METRICS_PORT]")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--timeout", options.timeout,
+                 "Seconds (fractions allowed) to wait for each connect, send and receive")
+      ->check(CLI::PositiveNumber);
+}
+
+// METRICS_PORT is read before parsing so that --port overrides it.
+void read_port_from_environment(ConnectionOptions& options) {
+  const char* text = std::getenv("METRICS_PORT");
+  if (text == nullptr || *text == '\0') return;
+  int64_t port = 0;
+  if (!metrics::parse_timestamp(text, &port) || port < 1 || port > 65535) {
+    throw UsageError{"METRICS_PORT '" + std::string(text) + "' is not a port number (1-65535)"};
+  }
+  options.port = static_cast<int>(port);
+}
+
+CLI::App* setup_put(CLI::App& app, PutOptions& options) {
+  CLI::App* put = app.add_subcommand("put", "Store VALUE for KEY at TIMESTAMP (default: now)");
+  put->add_option("key", options.key, "Metric name, e.g. palm.cpu")->required();
+  put->add_option("value", options.value, "A finite decimal number, e.g. 10.5 or -2e3")->required();
+  put->add_option("timestamp", options.timestamp, "Unix time in whole seconds");
+  return put;
+}
+
+CLI::App* setup_get(CLI::App& app, GetOptions& options) {
+  CLI::App* get = app.add_subcommand("get", "Print KEY's samples, or every key's for '*'");
+  get->add_option("key", options.key, "Metric name, or '*' for all")->required();
+  return get;
+}
+
+int run_put(const ConnectionOptions& connection, const PutOptions& options) {
+  if (std::string why = metrics::check_put_key(options.key); !why.empty()) {
+    throw UsageError{"invalid key '" + options.key + "': " + why};
+  }
+  double value = 0;
+  if (!metrics::parse_value(options.value, &value)) {
+    throw UsageError{"invalid value '" + options.value + "': not a finite decimal number"};
+  }
+  std::optional<int64_t> timestamp;
+  if (!options.timestamp.empty()) {
+    int64_t ts = 0;
+    if (!metrics::parse_timestamp(options.timestamp, &ts)) {
+      throw UsageError{"invalid timestamp '" + options.timestamp +
+                       "': not a whole number of seconds that fits in 64 bits"};
+    }
+    timestamp = ts;
+  }
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  client.put(options.key, value, timestamp);
+  return 0;
+}
+
+int run_get(const ConnectionOptions& connection, const GetOptions& options) {
+  if (std::string why = metrics::check_get_key(options.key); !why.empty()) {
+    throw UsageError{"invalid key '" + options.key + "': " + why};
+  }
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  std::string text;
+  for (const metrics::Series& series : client.get_series(options.key)) {
+    for (const metrics::Sample& sample : series.samples) {
+      metrics::append_sample_line(&text, series.key, sample);
+    }
+  }
+  // Printed only once the whole answer is in: a failure prints nothing here.
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  if (std::fflush(stdout) != 0) {
+    std::fprintf(stderr, "metrics-cli: cannot write the output\n");
+    return kExitFailure;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"metrics-cli: put and get metrics on a metrics-server."};
+  app.set_version_flag("--version", std::string("metrics-cli ") + metrics::kVersion);
+  // Options may follow the subcommand: `metrics-cli get '*' --port 9000`.
+  app.fallthrough();
+  app.require_subcommand(1);
+
+  ConnectionOptions connection;
+  PutOptions put_options;
+  GetOptions get_options;
+  try {
+    read_port_from_environment(connection);
+    setup_connection(app, connection);
+    CLI::App* put = setup_put(app, put_options);
+    CLI::App* get = setup_get(app, get_options);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+      return app.exit(e);  // --help, --version
+    } catch (const CLI::ParseError& e) {
+      std::fprintf(stderr, "metrics-cli: %s (see --help)\n", e.what());
+      return kExitUsage;
+    }
+    if (put->parsed()) return run_put(connection, put_options);
+    if (get->parsed()) return run_get(connection, get_options);
+    return kExitUsage;  // require_subcommand(1) makes this unreachable
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "metrics-cli: %s\n", e.message.c_str());
+    return kExitUsage;
+  } catch (const metrics::ClientError& e) {
+    std::fprintf(stderr, "metrics-cli: %s\n", e.what());
+    return kExitFailure;
+  }
+}
