@@ -18,11 +18,14 @@ LIB     := $(BUILD)/libmetrics.a
 SERVER  := $(BUILD)/metrics-server
 CLI     := $(BUILD)/metrics-cli
 TESTS   := $(BUILD)/metrics-tests
-PROGRAMS := $(SERVER) $(CLI)
+BENCH   := $(BUILD)/metrics-bench
+# The no-op responder is a benchmark baseline only: never installed.
+NOOP    := $(BUILD)/noop-server
+PROGRAMS := $(SERVER) $(CLI) $(BENCH)
 
 obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all run test asan tsan install clean deps
+.PHONY: all run test asan tsan bench install clean deps
 all: $(PROGRAMS)
 
 # Debian packages the build needs; installed with apt-get when missing.
@@ -55,6 +58,12 @@ $(CLI): $(call obj,tools/metrics_cli.cpp) $(LIB)
 $(TESTS): $(call obj,$(TEST_SRCS)) $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
+$(BENCH): $(call obj,tools/metrics_bench.cpp) $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+$(NOOP): $(call obj,bench/noop_server.cpp) $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
 run: $(SERVER)
 	$(SERVER) 127.0.0.1 8888
 
@@ -62,6 +71,12 @@ run: $(SERVER)
 # last line is "N passed, M failed" (test cases).
 test: $(TESTS) $(PROGRAMS)
 	METRICS_SERVER_BIN=$(SERVER) METRICS_CLI_BIN=$(CLI) $(TESTS) $(TEST_ARGS)
+
+# The standard scenarios (docs/performance.md) against freshly started
+# servers, printed as one table. Redis joins the table when redis-server is
+# installed; `make bench` does not install it.
+bench: $(BENCH) $(NOOP) $(SERVER)
+	BUILD=$(BUILD) bench/run.sh
 
 asan:
 	$(MAKE) BUILD=build/asan SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

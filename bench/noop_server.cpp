@@ -1,0 +1,70 @@
+// noop-server [HOST] [PORT]: the limit of metrics-server's design. It runs the
+// server's own socket loop (metrics::Server: one thread per connection,
+// buffered reads, one write per batch of answers) with a handler that answers
+// "ok\n\n" to every line without parsing or storing anything. Whatever
+// metrics-server does beyond this is the cost of its real work. A benchmark
+// tool only: `make bench` builds it, `make install` does not install it.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "metrics/protocol.hpp"
+#include "metrics/server.hpp"
+
+namespace {
+
+// The same session stack size metrics-server uses (src/server_main.cpp), so
+// that the two differ only in their handler.
+constexpr std::size_t kSessionStackBytes = 256 * 1024;
+
+// Answers every line, blank ones included, with "ok\n\n". Thread-safe: it
+// has no state.
+class NoopHandler : public metrics::LineHandler {
+ public:
+  void handle_line(std::string_view /*line*/, metrics::Output& out) override {
+    out.buffer().append(metrics::kOkAnswer);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  metrics::ServerOptions options;
+  options.quiet = true;
+  CLI::App app{"noop-server: metrics-server's socket loop answering ok to every line."};
+  app.add_option("host", options.host, "Address to listen on")->capture_default_str();
+  app.add_option("port", options.port, "TCP port; 0 picks a free one")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  try {
+    metrics::set_default_thread_stack_size(kSessionStackBytes);
+    NoopHandler handler;
+    metrics::Server server(options, handler);
+    server.listen();
+    std::thread signal_thread([&] {
+      int signal_number = 0;
+      ::sigwait(&stop_signals, &signal_number);
+      server.stop();
+    });
+    server.run();
+    ::kill(::getpid(), SIGTERM);
+    signal_thread.join();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "noop-server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
