@@ -1,6 +1,8 @@
 #include "test_util.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -49,6 +51,9 @@ std::vector<std::string> TestServer::log_lines() const {
 
 RawConnection::RawConnection(uint16_t port)
     : fd_(connect_tcp("127.0.0.1", port, kDeadline)) {}
+
+RawConnection::RawConnection(const std::string& host, uint16_t port)
+    : fd_(connect_tcp(host, port, kDeadline)) {}
 
 void RawConnection::send(std::string_view bytes) {
   if (!send_all(fd_.get(), bytes, kDeadline)) {
@@ -107,6 +112,124 @@ void RawConnection::reset() {
   fd_.reset();
 }
 
+FakeReply reply(std::string bytes, bool close) {
+  FakeReply r;
+  r.pieces.push_back(std::move(bytes));
+  r.close = close;
+  return r;
+}
+
+FakeReply reply_bytewise(std::string_view bytes) {
+  FakeReply r;
+  for (char c : bytes) r.pieces.emplace_back(1, c);
+  return r;
+}
+
+FakeServer::FakeServer(std::vector<FakeReply> script)
+    : listener_(listen_tcp("127.0.0.1", 0, 16)), script_(std::move(script)) {
+  port_ = local_port(listener_.get());
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
+  wake_read_.reset(fds[0]);
+  wake_write_.reset(fds[1]);
+  thread_ = std::thread([this] { run(); });
+}
+
+FakeServer::~FakeServer() {
+  // The byte is never drained, so every poll of the thread sees it.
+  char byte = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_write_.get(), &byte, 1);
+  thread_.join();
+}
+
+std::string FakeServer::received_after_closes(std::size_t count) {
+  bool closed = wait_until([&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_ >= count;
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!closed) {
+    throw std::runtime_error("fake server: " + std::to_string(closed_) + " of " +
+                             std::to_string(count) + " connections ended in time");
+  }
+  return received_;
+}
+
+std::string FakeServer::received() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return received_;
+}
+
+std::size_t FakeServer::accepted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return accepted_;
+}
+
+void FakeServer::run() {
+  for (;;) {
+    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    Fd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) continue;  // the listener is non-blocking; try again on the next poll
+    int one = 1;
+    ::setsockopt(conn.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++accepted_;
+    }
+    bool go_on = serve(conn.get());
+    conn.reset();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++closed_;
+    }
+    if (!go_on) return;
+  }
+}
+
+bool FakeServer::serve(int fd) {
+  std::string pending;  // received bytes not yet ending a line
+  for (;;) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (fds[1].revents != 0) return false;
+    char chunk[4096];
+    long n = recv_some(fd, chunk, sizeof chunk);
+    if (n <= 0) return true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      received_.append(chunk, static_cast<std::size_t>(n));
+    }
+    pending.append(chunk, static_cast<std::size_t>(n));
+    for (std::size_t nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+      pending.erase(0, nl + 1);
+      if (next_reply_ >= script_.size()) continue;
+      const FakeReply& step = script_[next_reply_++];
+      for (const std::string& piece : step.pieces) {
+        if (!send_all(fd, piece)) return true;  // the client left
+      }
+      if (step.close) return true;
+    }
+  }
+}
+
+RefusedPort::RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  if (!fd_) throw_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind");
+  port_ = local_port(fd_.get());
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -122,7 +245,17 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
   std::vector<std::string> environment;
-  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  // A variable given in `env` replaces an inherited one of the same name:
+  // getenv() returns the first match, so appending alone would not override.
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view inherited(*e);
+    std::string_view name = inherited.substr(0, inherited.find('='));
+    bool overridden = false;
+    for (const std::string& e2 : env) {
+      overridden = overridden || std::string_view(e2).substr(0, e2.find('=')) == name;
+    }
+    if (!overridden) environment.emplace_back(*e);
+  }
   for (const std::string& e : env) environment.push_back(e);
   std::vector<char*> c_argv;
   for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
@@ -216,8 +349,12 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::vecto
   return collect(pid, out, err, "", deadline);
 }
 
-ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env)
-    : pid_(spawn(argv, env, &out_, &err_)) {}
+// Started in the body, not the initializer list: out_ and err_ are declared
+// after pid_, so spawn() must not fill them before they are constructed.
+ChildProcess::ChildProcess(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env) {
+  pid_ = spawn(argv, env, &out_, &err_);
+}
 
 ChildProcess::~ChildProcess() {
   if (pid_ > 0) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -49,6 +50,8 @@ class TestServer {
 class RawConnection {
  public:
   explicit RawConnection(uint16_t port);
+  // Connects to host:port instead (e.g. "::1").
+  RawConnection(const std::string& host, uint16_t port);
   void send(std::string_view bytes);
   // Reads until `count` complete answers (each ending in "\n\n") have arrived
   // and returns exactly their bytes; bytes past them stay buffered.
@@ -64,6 +67,73 @@ class RawConnection {
  private:
   Fd fd_;
   std::string buffer_;
+};
+
+// One step of a FakeServer's script: the bytes that answer one request line,
+// sent in `pieces` (one send each, with TCP_NODELAY, so each piece leaves as
+// its own segment), then optionally closing the connection.
+struct FakeReply {
+  std::vector<std::string> pieces;
+  bool close = false;
+};
+
+// A reply sent in one piece.
+FakeReply reply(std::string bytes, bool close = false);
+// A reply sent one byte per send.
+FakeReply reply_bytewise(std::string_view bytes);
+
+// A scripted stand-in for a metrics server on 127.0.0.1 at a free port, run
+// by a thread of this process and joined on destruction. It accepts one
+// connection at a time and answers the i-th request line it receives (over
+// all connections) with script[i]; past the end of the script it reads and
+// never answers. Thread-safe accessors.
+class FakeServer {
+ public:
+  explicit FakeServer(std::vector<FakeReply> script = {});
+  ~FakeServer();
+  FakeServer(const FakeServer&) = delete;
+  FakeServer& operator=(const FakeServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  // Waits (at most kDeadline) until `count` connections have ended, then
+  // returns every byte received so far. Throws if they do not end in time.
+  std::string received_after_closes(std::size_t count);
+  // Every byte received so far.
+  std::string received() const;
+  // Connections accepted so far.
+  std::size_t accepted() const;
+
+ private:
+  void run();
+  // Serves one connection until it ends or the server stops; returns false
+  // when the server is stopping.
+  bool serve(int fd);
+
+  Fd listener_;
+  Fd wake_read_;
+  Fd wake_write_;
+  uint16_t port_ = 0;
+  std::vector<FakeReply> script_;
+  std::size_t next_reply_ = 0;  // used only by thread_
+
+  mutable std::mutex mu_;
+  std::string received_;      // guarded by mu_
+  std::size_t accepted_ = 0;  // guarded by mu_
+  std::size_t closed_ = 0;    // guarded by mu_
+  std::thread thread_;
+};
+
+// A loopback port where nothing listens: a socket bound to it, but not
+// listening, keeps other processes from taking the port while the test runs,
+// so every connect to 127.0.0.1:port() is refused.
+class RefusedPort {
+ public:
+  RefusedPort();
+  uint16_t port() const { return port_; }
+
+ private:
+  Fd fd_;
+  uint16_t port_ = 0;
 };
 
 // Waits (polling, bounded by `deadline`) until `condition` holds; returns
