@@ -1,10 +1,45 @@
-#include <catch2/catch.hpp>
+// End-to-end tests of the server: a real Server (in-process TestServer, or the
+// metrics-server binary) on a loopback port chosen by the kernel, spoken to
+// with raw bytes. Answers are compared byte for byte with PROTOCOL.md.
+#include "metrics/server.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <exception>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "metrics/client.hpp"
+#include "metrics/protocol.hpp"
+#include "metrics/service.hpp"
+#include "metrics/storage.hpp"
 #include "test_util.hpp"
 
+using metrics::test::ChildProcess;
+using metrics::test::ProcessResult;
 using metrics::test::RawConnection;
 using metrics::test::TestServer;
+using metrics::test::wait_until;
 
+namespace {
+
+constexpr const char* kWrongCommand = "error\nwrong command\n\n";
+
+// Sends one request and returns its one answer.
+std::string ask(RawConnection& c, const std::string& request) {
+  c.send(request);
+  return c.read_answers();
+}
+
+}  // namespace
+
+// PROTOCOL.md, "Example (from the course text)".
 TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e]") {
   TestServer server;
   RawConnection c(server.port());
@@ -23,4 +58,432 @@ TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e
   c.send("get *\n");
   CHECK(c.read_answers() ==
         "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n");
+}
+
+// PROTOCOL.md, "Requests": an empty line gets no answer, so the course's
+// "get wrong command test\n\n" gets exactly one.
+TEST_CASE("a request followed by a blank line is answered exactly once", "[server][e2e]") {
+  TestServer server;
+  RawConnection c(server.port());
+  c.send("get wrong command test\n\n");
+  // Had the blank line been answered, the second answer would be an error
+  // instead of the answer to "get x".
+  c.send("get x\n");
+  CHECK(c.read_answers(2) == std::string(kWrongCommand) + "ok\n\n");
+  // Lines of only spaces and tabs are blank too.
+  c.send(" \t \n\t\r\n\r\nget x\n");
+  CHECK(c.read_answers() == "ok\n\n");
+}
+
+// The course's checking scenario: two sessions, errors, repeated misses and
+// interleaved puts, then both sessions read the same data.
+TEST_CASE("the course's checking scenario with two clients gives exact answers", "[server][e2e]") {
+  TestServer server;
+  RawConnection a(server.port());
+  RawConnection b(server.port());
+
+  CHECK(ask(a, "get wrong command test\n\n") == kWrongCommand);
+  CHECK(ask(b, "get missing_key\n") == "ok\n\n");
+  CHECK(ask(b, "get missing_key\n") == "ok\n\n");
+
+  // Each put is answered before the next is sent, so the order in which the
+  // server processes them is the order written here.
+  CHECK(ask(a, "put k1 0.25 1\n") == "ok\n\n");
+  CHECK(ask(b, "put k1 2.156 2\n") == "ok\n\n");
+  CHECK(ask(a, "put k1 0.35 3\n") == "ok\n\n");
+  CHECK(ask(b, "put k2 30 4\n") == "ok\n\n");
+  CHECK(ask(a, "put k2 40 5\n") == "ok\n\n");
+  // PROTOCOL.md, "Responses": the same (key, timestamp) again replaces the value.
+  CHECK(ask(b, "put k2 41 5\n") == "ok\n\n");
+
+  const std::string all = "ok\nk1 0.25 1\nk1 2.156 2\nk1 0.35 3\nk2 30.0 4\nk2 41.0 5\n\n";
+  const std::string k2 = "ok\nk2 30.0 4\nk2 41.0 5\n\n";
+  for (RawConnection* c : {&a, &b}) {
+    CHECK(ask(*c, "get *\n") == all);
+    CHECK(ask(*c, "get k2\n") == k2);
+  }
+}
+
+// PROTOCOL.md, "Transport and session": several lines in one packet, every
+// complete line answered once, in order.
+TEST_CASE("ten thousand pipelined requests in one write are answered in order", "[server][e2e]") {
+  TestServer server;
+  RawConnection c(server.port());
+
+  std::string requests;
+  std::string expected;
+  std::size_t answers = 0;
+  for (int i = 0; i < 5000; ++i) {
+    std::string key = "m" + std::to_string(i);
+    std::string ts = std::to_string(1000000 + i);
+    requests += "put " + key + " " + std::to_string(i) + ".25 " + ts + "\n";
+    expected += "ok\n\n";
+    requests += "get " + key + "\n";
+    expected += "ok\n" + key + " " + std::to_string(i) + ".25 " + ts + "\n\n";
+    answers += 2;
+    if (i % 100 == 0) {
+      // A wrong command, a blank line and a miss, mixed in.
+      requests += "got " + key + "\n\nget nothing." + key + "\n";
+      expected += std::string(kWrongCommand) + "ok\n\n";
+      answers += 2;
+    }
+  }
+  REQUIRE(answers > 10000);
+
+  // The answers are read while the requests are still being written: the
+  // server answers as it goes, and neither side may wait on the other.
+  std::exception_ptr send_error;
+  std::thread writer([&] {
+    try {
+      c.send(requests);
+    } catch (...) {
+      send_error = std::current_exception();
+    }
+  });
+  std::string got = c.read_answers(answers);
+  writer.join();
+  REQUIRE_FALSE(send_error);
+  CHECK(got.size() == expected.size());
+  CHECK(got == expected);
+  CHECK(server.storage().sample_count() == 5000);
+}
+
+// PROTOCOL.md, "Transport and session": one line split across many packets.
+TEST_CASE("a request written one byte at a time is answered once", "[server][e2e]") {
+  TestServer server;
+  RawConnection c(server.port());
+  // TCP_NODELAY (set by connect_tcp, checked here) sends each byte at once
+  // as its own segment instead of coalescing them.
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  REQUIRE(::getsockopt(c.fd(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+  REQUIRE(nodelay != 0);
+
+  for (char byte : std::string("put split.key 12.5 1503319740\n")) c.send(std::string(1, byte));
+  CHECK(c.read_answers() == "ok\n\n");
+  for (char byte : std::string("get split.key\r\n")) c.send(std::string(1, byte));
+  CHECK(c.read_answers() == "ok\nsplit.key 12.5 1503319740\n\n");
+}
+
+// PROTOCOL.md, "Transport and session" and "Fine print": one '\r' right
+// before the '\n' is ignored; anywhere else it is an ordinary byte.
+TEST_CASE("a carriage return before the newline is ignored and elsewhere is an error",
+          "[server][e2e]") {
+  TestServer server;
+  RawConnection c(server.port());
+  CHECK(ask(c, "put crlf 1.5 10\r\n") == "ok\n\n");
+  CHECK(ask(c, "get crlf\r\n") == "ok\ncrlf 1.5 10\n\n");
+  CHECK(ask(c, "get crlf\r\r\n") == kWrongCommand);
+  // A '\r' inside a token makes it invalid, in a key as in a number.
+  CHECK(ask(c, "put cr\rkey 1 1\n") == kWrongCommand);
+  CHECK(ask(c, "get cr\rkey\n") == kWrongCommand);
+  CHECK(ask(c, "put crlf 2\r 11\n") == kWrongCommand);
+  CHECK(ask(c, "\rput crlf 2 11\n") == kWrongCommand);
+  CHECK(ask(c, "get crlf\n") == "ok\ncrlf 1.5 10\n\n");
+}
+
+// PROTOCOL.md, "Limits and bad peers": a client that disconnects mid-line
+// ends only its own session and its partial line has no effect.
+TEST_CASE("a client that disconnects mid-line leaves no trace and others are served",
+          "[server][e2e]") {
+  TestServer server;
+  RawConnection other(server.port());
+  CHECK(ask(other, "put other 1 1\n") == "ok\n\n");
+
+  bool reset = GENERATE(false, true);
+  CAPTURE(reset);
+  {
+    RawConnection quitter(server.port());
+    CHECK(ask(quitter, "put quitter 1 1\n") == "ok\n\n");
+    REQUIRE(server.server().session_count() == 2);
+    quitter.send("put partial 2 2");
+    if (reset) quitter.reset();  // otherwise closed normally by the destructor
+  }
+  REQUIRE(wait_until([&] { return server.server().session_count() == 1; }));
+  CHECK(ask(other, "get partial\n") == "ok\n\n");
+  CHECK(ask(other, "get *\n") == "ok\nother 1.0 1\nquitter 1.0 1\n\n");
+}
+
+// PROTOCOL.md, "Limits and bad peers": a client that disconnects in the
+// middle of a large answer ends only its own session.
+TEST_CASE("a client that disconnects mid-answer leaves the server serving others",
+          "[server][e2e]") {
+  TestServer server;
+  {
+    std::string puts;
+    for (int i = 0; i < 2000; ++i)
+      puts += "put big " + std::to_string(i) + " " + std::to_string(i) + "\n";
+    RawConnection loader(server.port());
+    loader.send(puts);
+    loader.read_answers(2000);
+  }
+  RawConnection other(server.port());
+  CHECK(ask(other, "put other 1 1\n") == "ok\n\n");
+  {
+    RawConnection quitter(server.port());
+    // 200 answers of 30 kB each, far more than the socket buffers hold: once
+    // the first answer is in, the server is still sending when the
+    // connection is reset.
+    std::string gets;
+    for (int i = 0; i < 200; ++i) gets += "get *\n";
+    quitter.send(gets);
+    CHECK(quitter.read_answers(1).size() > 25000);
+    REQUIRE(server.server().session_count() == 2);
+    quitter.reset();
+  }
+  REQUIRE(wait_until([&] { return server.server().session_count() == 1; }));
+  CHECK(ask(other, "get other\n") == "ok\nother 1.0 1\n\n");
+}
+
+// PROTOCOL.md, "Fine print": after the client shuts its write side, every
+// complete line is answered, the unterminated tail is dropped, and the
+// server closes.
+TEST_CASE("half-close gets every answer then the server closes and drops the tail",
+          "[server][e2e]") {
+  TestServer server;
+  {
+    RawConnection c(server.port());
+    c.send("put a 1 1\nget a\nget missing\nput tail 2 2");
+    c.shutdown_write();
+    CHECK(c.read_until_close() == "ok\n\nok\na 1.0 1\n\nok\n\n");
+  }
+  RawConnection fresh(server.port());
+  CHECK(ask(fresh, "get *\n") == "ok\na 1.0 1\n\n");
+}
+
+// PROTOCOL.md, "Transport and session": many clients at once, nothing lost.
+TEST_CASE("fifty clients putting at once all have their puts stored", "[server][e2e]") {
+  TestServer server;
+  constexpr int kClients = 50;
+  constexpr int kPuts = 20;
+  // Distinct values that print back exactly as written.
+  auto value = [](int t, int i) { return std::to_string(t * 1000 + i) + ".5"; };
+  std::vector<std::string> answers(kClients);
+  std::vector<std::string> errors(kClients);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        RawConnection c(server.port());
+        std::string requests;
+        for (int i = 0; i < kPuts; ++i) {
+          requests +=
+              "put client" + std::to_string(t) + " " + value(t, i) + " " + std::to_string(i) + "\n";
+        }
+        c.send(requests);
+        answers[t] = c.read_answers(kPuts);
+      } catch (const std::exception& e) {
+        errors[t] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+
+  std::string all_ok;
+  for (int i = 0; i < kPuts; ++i) all_ok += "ok\n\n";
+  for (int t = 0; t < kClients; ++t) {
+    CAPTURE(t);
+    CHECK(errors[t].empty());
+    CHECK(answers[t] == all_ok);
+  }
+  CHECK(server.storage().key_count() == kClients);
+  CHECK(server.storage().sample_count() == kClients * kPuts);
+
+  RawConnection fresh(server.port());
+  for (int t = 0; t < kClients; ++t) {
+    std::string key = "client" + std::to_string(t);
+    std::string expected = "ok\n";
+    for (int i = 0; i < kPuts; ++i) {
+      expected += key + " " + value(t, i) + " " + std::to_string(i) + "\n";
+    }
+    expected += "\n";
+    CHECK(ask(fresh, "get " + key + "\n") == expected);
+  }
+}
+
+// PROTOCOL.md, "Transport and session": what one client put is visible to
+// every other client's next get.
+TEST_CASE("what one client puts is visible to another client's next get", "[server][e2e]") {
+  TestServer server;
+  RawConnection writer(server.port());
+  RawConnection reader(server.port());
+  CHECK(ask(reader, "get shared\n") == "ok\n\n");
+  CHECK(ask(writer, "put shared 3.5 100\n") == "ok\n\n");
+  CHECK(ask(reader, "get shared\n") == "ok\nshared 3.5 100\n\n");
+  CHECK(ask(writer, "put shared 4.5 100\n") == "ok\n\n");
+  CHECK(ask(reader, "get shared\n") == "ok\nshared 4.5 100\n\n");
+}
+
+// PROTOCOL.md, "Responses" (order of a get answer) and "Fine print" (a key's
+// place is fixed by its first stored put).
+TEST_CASE("get lists keys in first-put order and samples by ascending timestamp", "[server][e2e]") {
+  TestServer server;
+  RawConnection c(server.port());
+  CHECK(ask(c, "put b 1 5\n") == "ok\n\n");
+  CHECK(ask(c, "put a 1 3\n") == "ok\n\n");
+  CHECK(ask(c, "put b 2 1\n") == "ok\n\n");
+  CHECK(ask(c, "put a 3 9\n") == "ok\n\n");
+  CHECK(ask(c, "put b 3 -2\n") == "ok\n\n");
+  // Neither a rejected put nor a get of a missing key gives `z` its place.
+  CHECK(ask(c, "put z nan 1\n") == kWrongCommand);
+  CHECK(ask(c, "put z 1 1.5\n") == kWrongCommand);
+  CHECK(ask(c, "put z 1\n") == kWrongCommand);
+  CHECK(ask(c, "get z\n") == "ok\n\n");
+  CHECK(ask(c, "put c 1 1\n") == "ok\n\n");
+  CHECK(ask(c, "put z 1 2\n") == "ok\n\n");
+  CHECK(ask(c, "get b\n") == "ok\nb 3.0 -2\nb 2.0 1\nb 1.0 5\n\n");
+  CHECK(ask(c, "get *\n") ==
+        "ok\nb 3.0 -2\nb 2.0 1\nb 1.0 5\na 1.0 3\na 3.0 9\nc 1.0 1\nz 1.0 2\n\n");
+}
+
+// PROTOCOL.md, "Limits and bad peers" and "Fine print": a line over the limit
+// gets one error, in order, when its '\n' arrives; the session continues.
+TEST_CASE("an over-long line gets one error in order and the session continues", "[server][e2e]") {
+  metrics::ServerOptions options;
+  options.max_line_bytes = 64;
+  TestServer server(options);
+  RawConnection c(server.port());
+
+  // The limit counts the bytes before '\n': 64 pass, 65 do not.
+  const std::string key60(60, 'k');
+  CHECK(ask(c, "get " + key60 + "\n") == "ok\n\n");
+  CHECK(ask(c, "get " + key60 + "x\n") == kWrongCommand);
+  // A trailing '\r' counts.
+  CHECK(ask(c, "get " + key60 + "\r\n") == kWrongCommand);
+
+  // In one write: a put, a long line, a get.
+  c.send("put a 1 1\n" + std::string(100, 'x') + "\nget a\n");
+  CHECK(c.read_answers(3) == "ok\n\n" + std::string(kWrongCommand) + "ok\na 1.0 1\n\n");
+
+  // A long line arriving in pieces is discarded as it comes and answered
+  // once, when its '\n' arrives; a huge one too.
+  c.send("put a 2 2 " + std::string(40, '1'));
+  c.send(std::string(40, '2'));
+  c.send(std::string(200000, '3'));
+  c.send("\nget a\n");
+  CHECK(c.read_answers(2) == std::string(kWrongCommand) + "ok\na 1.0 1\n\n");
+}
+
+// PROTOCOL.md, "Limits and bad peers": a too-long line still unterminated at
+// EOF gets no answer.
+TEST_CASE("an over-long line unterminated at close gets no answer", "[server][e2e]") {
+  metrics::ServerOptions options;
+  options.max_line_bytes = 64;
+  TestServer server(options);
+  RawConnection c(server.port());
+  c.send("get a\n" + std::string(1000, 'x'));
+  c.shutdown_write();
+  CHECK(c.read_until_close() == "ok\n\n");
+}
+
+TEST_CASE("a server on the IPv6 loopback serves the protocol", "[server][e2e][ipv6]") {
+  metrics::Storage storage;
+  metrics::MetricsService service(storage);
+  metrics::ServerOptions options;
+  options.host = "::1";
+  options.port = 0;
+  options.log = [](std::string_view) {};
+  metrics::Server server(options, service);
+  try {
+    server.listen();
+  } catch (const metrics::SystemError& e) {
+    WARN("skipped: cannot listen on ::1 (" << e.what() << ")");
+    return;
+  }
+  std::thread runner([&] { server.run(); });
+  try {
+    CHECK(server.address() == "[::1]:" + std::to_string(server.port()));
+    RawConnection c("::1", server.port());
+    CHECK(ask(c, "put v6 1.5 1\n") == "ok\n\n");
+    CHECK(ask(c, "get *\n") == "ok\nv6 1.5 1\n\n");
+    metrics::Client client("::1", server.port(), 5.0);
+    CHECK(client.get("v6").at("v6") == std::vector<metrics::Sample>{{1, 1.5}});
+  } catch (...) {
+    server.stop();
+    runner.join();
+    throw;
+  }
+  server.stop();
+  runner.join();
+}
+
+// ---------------------------------------------------------------------------
+// The metrics-server program
+
+namespace {
+
+// Starts `metrics-server ARGS...` and waits for its "listening on" line.
+struct ServerProcess {
+  explicit ServerProcess(std::vector<std::string> args) : process(with_binary(std::move(args))) {
+    listening_line = process.wait_for_stderr_line("listening on");
+    port = metrics::test::port_from_listening_line(listening_line);
+  }
+
+  static std::vector<std::string> with_binary(std::vector<std::string> args) {
+    args.insert(args.begin(), metrics::test::server_binary());
+    return args;
+  }
+
+  ChildProcess process;
+  std::string listening_line;
+  uint16_t port = 0;
+};
+
+}  // namespace
+
+TEST_CASE("metrics-server prints its real address and serves on it", "[server][binary]") {
+  ServerProcess server({"127.0.0.1", "0"});
+  CHECK(std::regex_match(server.listening_line, std::regex("listening on 127\\.0\\.0\\.1:[0-9]+")));
+  REQUIRE(server.port != 0);
+  {
+    RawConnection c(server.port);
+    CHECK(ask(c, "put palm.cpu 10.5 1501864247\n") == "ok\n\n");
+    CHECK(ask(c, "get *\n") == "ok\npalm.cpu 10.5 1501864247\n\n");
+  }
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
+}
+
+TEST_CASE("metrics-server takes options alongside the positional host and port",
+          "[server][binary]") {
+  ServerProcess server({"--max-line-bytes", "16", "--quiet", "127.0.0.1", "0"});
+  RawConnection c(server.port);
+  CHECK(ask(c, "get 0123456789ab\n") == "ok\n\n");  // 16 bytes
+  CHECK(ask(c, "get 0123456789abc\n") == kWrongCommand);
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.exit_code == 0);
+}
+
+TEST_CASE("metrics-server --help and --version exit 0", "[server][binary]") {
+  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("metrics-server") != std::string::npos);
+  CHECK(help.out.find("--max-line-bytes") != std::string::npos);
+
+  ProcessResult version = metrics::test::run_process({metrics::test::server_binary(), "--version"});
+  CHECK(version.exit_code == 0);
+  CHECK(version.out.find("metrics-server ") == 0);
+}
+
+TEST_CASE("metrics-server rejects a bad option with a non-zero exit", "[server][binary]") {
+  ProcessResult result =
+      metrics::test::run_process({metrics::test::server_binary(), "127.0.0.1", "notaport"});
+  CHECK(result.exit_code != 0);
+  CHECK_FALSE(result.err.empty());
+}
+
+TEST_CASE("metrics-server exits 0 on SIGTERM or SIGINT with an idle client connected",
+          "[server][binary]") {
+  int sig = GENERATE(SIGTERM, SIGINT);
+  CAPTURE(sig);
+  ServerProcess server({"127.0.0.1", "0"});
+  RawConnection idle(server.port);
+  // One round trip: the session thread exists and sits in recv.
+  CHECK(ask(idle, "get k\n") == "ok\n\n");
+  ProcessResult result = server.process.stop(sig);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
+  // The server ended the session on its way out.
+  CHECK(idle.read_until_close().empty());
 }
