@@ -1,0 +1,276 @@
+// Tests of metrics-cli run as a process (PROTOCOL.md, "The command-line
+// tool"), against an in-process TestServer or a scripted FakeServer.
+#include <catch2/catch.hpp>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "test_util.hpp"
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using metrics::test::FakeServer;
+using metrics::test::ProcessResult;
+using metrics::test::RefusedPort;
+using metrics::test::reply;
+using metrics::test::TestServer;
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// Blanks that hide METRICS_HOST/METRICS_PORT of the environment the tests
+// run in (the CLI treats an empty variable as unset).
+const std::vector<std::string> kNoEnvironment = {"METRICS_HOST=", "METRICS_PORT="};
+
+// Runs metrics-cli with `args` and the environment `env`.
+ProcessResult cli(std::vector<std::string> args,
+                  const std::vector<std::string>& env = kNoEnvironment) {
+  args.insert(args.begin(), metrics::test::cli_binary());
+  return metrics::test::run_process(args, env);
+}
+
+// Runs `metrics-cli --port PORT args...`.
+ProcessResult cli_at(uint16_t port, std::vector<std::string> args) {
+  args.insert(args.begin(), {"--port", std::to_string(port)});
+  return cli(std::move(args));
+}
+
+// A successful run prints nothing on stderr.
+void check_success(const ProcessResult& r) {
+  CHECK(r.signal == 0);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err == "");
+}
+
+// A failure prints nothing on stdout and exactly one line, prefixed
+// "metrics-cli: ", on stderr.
+void check_failure(const ProcessResult& r, int exit_code) {
+  CAPTURE(r.err);
+  CHECK(r.signal == 0);
+  CHECK(r.exit_code == exit_code);
+  CHECK(r.out == "");
+  CHECK_THAT(r.err, StartsWith("metrics-cli: "));
+  CHECK(r.err.find('\n') == r.err.size() - 1);
+}
+
+}  // namespace
+
+TEST_CASE("metrics-cli put then get round-trips a sample", "[cli]") {
+  TestServer server;
+  ProcessResult put = cli_at(server.port(), {"put", "palm.cpu", "10.5", "1501864247"});
+  check_success(put);
+  CHECK(put.out == "");
+  ProcessResult get = cli_at(server.port(), {"get", "palm.cpu"});
+  check_success(get);
+  CHECK(get.out == "palm.cpu 10.5 1501864247\n");
+}
+
+TEST_CASE("metrics-cli put without a timestamp stores the current time", "[cli]") {
+  TestServer server;
+  std::time_t before = std::time(nullptr);
+  check_success(cli_at(server.port(), {"put", "palm.cpu", "10"}));
+  std::time_t after = std::time(nullptr);
+  std::vector<metrics::Sample> samples;
+  REQUIRE(server.storage().copy_series("palm.cpu", &samples));
+  REQUIRE(samples.size() == 1);
+  CHECK(samples[0].value == 10.0);
+  CHECK(samples[0].timestamp >= before);
+  CHECK(samples[0].timestamp <= after);
+
+  ProcessResult get = cli_at(server.port(), {"get", "palm.cpu"});
+  check_success(get);
+  CHECK(get.out == "palm.cpu 10.0 " + std::to_string(samples[0].timestamp) + "\n");
+}
+
+// PROTOCOL.md, "The command-line tool": lines exactly as the server sent
+// them, keys in the server's order, nothing for no match.
+TEST_CASE("metrics-cli get prints KEY VALUE TIMESTAMP lines in the server's order", "[cli]") {
+  TestServer server;
+  server.storage().put("zeta", 20, 2.0);
+  server.storage().put("alpha", 5, 0.0001);
+  server.storage().put("zeta", 10, 1e16);
+  server.storage().put("alpha", 1, -0.0);
+
+  ProcessResult all = cli_at(server.port(), {"get", "*"});
+  check_success(all);
+  CHECK(all.out == "zeta 1e+16 10\nzeta 2.0 20\nalpha -0.0 1\nalpha 0.0001 5\n");
+
+  ProcessResult none = cli_at(server.port(), {"get", "missing"});
+  check_success(none);
+  CHECK(none.out == "");
+}
+
+TEST_CASE("metrics-cli takes negative numbers without --", "[cli]") {
+  TestServer server;
+  check_success(cli_at(server.port(), {"put", "k", "-5", "-10"}));
+  check_success(cli_at(server.port(), {"put", "k", "-1.5e-3", "-9"}));
+  ProcessResult get = cli_at(server.port(), {"get", "k"});
+  check_success(get);
+  CHECK(get.out == "k -5.0 -10\nk -0.0015 -9\n");
+}
+
+TEST_CASE("metrics-cli takes options before or after the subcommand", "[cli]") {
+  TestServer server;
+  const std::string port = std::to_string(server.port());
+  check_success(
+      cli({"--host", "127.0.0.1", "--port", port, "--timeout", "5", "put", "a", "1", "1"}));
+  check_success(cli({"put", "b", "2", "2", "--port", port}));
+  check_success(
+      cli({"--host", "127.0.0.1", "put", "c", "3", "3", "--timeout", "2.5", "--port", port}));
+  ProcessResult get = cli({"get", "*", "--port", port, "--host", "127.0.0.1"});
+  check_success(get);
+  CHECK(get.out == "a 1.0 1\nb 2.0 2\nc 3.0 3\n");
+}
+
+// PROTOCOL.md, "The command-line tool": the design's own lines work
+// verbatim once METRICS_HOST/METRICS_PORT name the server.
+TEST_CASE("metrics-cli defaults to METRICS_HOST and METRICS_PORT", "[cli]") {
+  TestServer server;
+  const std::vector<std::string> env = {"METRICS_HOST=127.0.0.1",
+                                        "METRICS_PORT=" + std::to_string(server.port())};
+  check_success(cli({"put", "palm.cpu", "10.5", "1501864247"}, env));
+  ProcessResult get = cli({"get", "*"}, env);
+  check_success(get);
+  CHECK(get.out == "palm.cpu 10.5 1501864247\n");
+}
+
+TEST_CASE("metrics-cli --port and --host override the environment", "[cli]") {
+  TestServer server;
+  RefusedPort refused;
+  const std::vector<std::string> env = {"METRICS_HOST=127.0.0.1",
+                                        "METRICS_PORT=" + std::to_string(refused.port())};
+  // The environment alone points at a port where nothing listens...
+  ProcessResult refused_run = cli({"get", "*"}, env);
+  check_failure(refused_run, kExitFailure);
+  CHECK_THAT(refused_run.err, Contains("connect 127.0.0.1:" + std::to_string(refused.port())));
+  // ...and the options win over it.
+  check_success(cli({"put", "k", "1", "1", "--port", std::to_string(server.port())}, env));
+  const std::vector<std::string> bad_host = {"METRICS_HOST=127.0.0.2",
+                                             "METRICS_PORT=" + std::to_string(server.port())};
+  ProcessResult get = cli({"--host", "127.0.0.1", "get", "k"}, bad_host);
+  check_success(get);
+  CHECK(get.out == "k 1.0 1\n");
+}
+
+// PROTOCOL.md, "The command-line tool": a host name is tried on every
+// address it resolves to (localhost may give ::1 first; the server is on
+// 127.0.0.1 only).
+TEST_CASE("metrics-cli reaches a server by host name", "[cli]") {
+  TestServer server;
+  check_success(cli_at(server.port(), {"--host", "localhost", "put", "k", "1", "1"}));
+  CHECK(server.storage().sample_count() == 1);
+}
+
+TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "[cli]") {
+  FakeServer silent;
+  ProcessResult r = cli_at(silent.port(), {"--timeout", "0.2", "get", "k"});
+  check_failure(r, kExitFailure);
+  CHECK_THAT(r.err, Contains("timed out"));
+}
+
+TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli]") {
+  FakeServer fake({reply("error\nstorage failure\n\n"), reply("error\nstorage failure\n\n")});
+  ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(get, kExitFailure);
+  CHECK(get.err == "metrics-cli: server error: storage failure\n");
+  ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
+  check_failure(put, kExitFailure);
+  CHECK(put.err == "metrics-cli: server error: storage failure\n");
+}
+
+TEST_CASE("metrics-cli reports a malformed answer with exit 1 and prints no partial output",
+          "[cli]") {
+  std::string answer = GENERATE(as<std::string>(), "ok\nk 1.0\n\n", "ok\nk 1.0 1\nk bad 2\n\n",
+                                "ok\nk 1.0 1\nk 2.0 2 extra\n\n", "hello\n\n");
+  CAPTURE(answer);
+  FakeServer fake({reply(answer)});
+  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(r, kExitFailure);
+  CHECK_THAT(r.err, Contains("malformed answer"));
+}
+
+TEST_CASE("metrics-cli reports a connection closed mid-answer with exit 1", "[cli]") {
+  FakeServer fake({reply("ok\nk 1.0 1\n", /*close=*/true)});
+  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(r, kExitFailure);
+  CHECK_THAT(r.err, Contains("connection closed"));
+}
+
+TEST_CASE("metrics-cli reports a refused connection with exit 1", "[cli]") {
+  RefusedPort refused;
+  std::vector<std::string> args =
+      GENERATE(as<std::vector<std::string>>(), std::vector<std::string>{"get", "k"},
+               std::vector<std::string>{"put", "k", "1"});
+  ProcessResult r = cli_at(refused.port(), args);
+  check_failure(r, kExitFailure);
+  CHECK(r.err == "metrics-cli: connect 127.0.0.1:" + std::to_string(refused.port()) +
+                     ": Connection refused\n");
+}
+
+// PROTOCOL.md, "The command-line tool": exit 2 on a usage error, and then
+// nothing is sent.
+TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
+  TestServer server;
+  std::vector<std::string> args =
+      GENERATE(as<std::vector<std::string>>(), std::vector<std::string>{},  // no subcommand
+               std::vector<std::string>{"put", "k"},                        // missing value
+               std::vector<std::string>{"put"},                             // missing key
+               std::vector<std::string>{"get"},                             // missing key
+               std::vector<std::string>{"put", "k", "abc"},                 // value not a number
+               std::vector<std::string>{"put", "k", "nan"},                 // value not finite
+               std::vector<std::string>{"put", "k", "inf"},                 // value not finite
+               std::vector<std::string>{"put", "k", "1e999"},               // value overflows
+               std::vector<std::string>{"put", "k", "0x10"},                // hex float
+               std::vector<std::string>{"put", "k", "1", "1.5"},  // timestamp not an integer
+               std::vector<std::string>{"put", "k", "1", "1e9"},  // timestamp not an integer
+               std::vector<std::string>{"put", "k", "1", "99999999999999999999"},  // out of range
+               std::vector<std::string>{"put", "a b", "1"},              // key with a space
+               std::vector<std::string>{"put", "a\tb", "1"},             // key with a tab
+               std::vector<std::string>{"get", "a b"},                   // key with a space
+               std::vector<std::string>{"put", "*", "1"},                // '*' is for get only
+               std::vector<std::string>{"put", "", "1"},                 // empty key
+               std::vector<std::string>{"get", ""},                      // empty key
+               std::vector<std::string>{"fetch", "k"},                   // unknown subcommand
+               std::vector<std::string>{"put", "k", "1", "2", "3"},      // extra argument
+               std::vector<std::string>{"--timeout", "0", "get", "k"},   // timeout not positive
+               std::vector<std::string>{"--timeout", "abc", "get", "k"}  // timeout not a number
+      );
+  std::string shown;
+  for (const std::string& a : args) shown += "'" + a + "' ";
+  CAPTURE(shown);
+  ProcessResult r = cli_at(server.port(), args);
+  check_failure(r, kExitUsage);
+  CHECK(server.storage().key_count() == 0);
+}
+
+TEST_CASE("metrics-cli exits 2 on a port that is not a port", "[cli]") {
+  std::string port = GENERATE(as<std::string>(), "0", "65536", "abc", "-1");
+  CAPTURE(port);
+  check_failure(cli({"--port", port, "get", "k"}), kExitUsage);
+  check_failure(cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=" + port}), kExitUsage);
+}
+
+// Proves "nothing is sent" on the wire: a usage error opens no connection.
+TEST_CASE("metrics-cli opens no connection on a usage error", "[cli]") {
+  FakeServer fake({reply("ok\n\n")});
+  check_failure(cli_at(fake.port(), {"put", "k", "abc"}), kExitUsage);
+  check_failure(cli_at(fake.port(), {"put", "a b", "1"}), kExitUsage);
+  check_failure(cli_at(fake.port(), {"get", ""}), kExitUsage);
+  // The fake server accepts connections in the order they were made, so
+  // once it has answered this one, any earlier one would have been counted.
+  ProcessResult marker = cli_at(fake.port(), {"--timeout", "5", "get", "marker"});
+  check_success(marker);
+  CHECK(fake.accepted() == 1);
+  CHECK(fake.received() == "get marker\n");
+}
+
+TEST_CASE("metrics-cli --help and --version exit 0", "[cli]") {
+  ProcessResult help = cli({"--help"});
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.out, Contains("put") && Contains("get") && Contains("--timeout"));
+  ProcessResult version = cli({"--version"});
+  CHECK(version.exit_code == 0);
+  CHECK_THAT(version.out, StartsWith("metrics-cli "));
+}
