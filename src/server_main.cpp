@@ -24,6 +24,21 @@ constexpr rlim_t kReservedDescriptors = 16;
 // Each session thread's stack: the 16 KiB read buffer plus a few frames.
 constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
+// ThreadSanitizer's pthread_create fails with EINVAL for a thread started
+// without attributes (as std::thread starts them) once the process-wide
+// default stack size has been changed, so a TSan build keeps the default.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSmallSessionStacks = false;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kSmallSessionStacks = false;
+#else
+constexpr bool kSmallSessionStacks = true;
+#endif
+#else
+constexpr bool kSmallSessionStacks = true;
+#endif
+
 void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
 // Raises the soft descriptor limit to the hard one and says how many
@@ -82,7 +97,7 @@ int main(int argc, char** argv) {
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   try {
-    metrics::set_default_thread_stack_size(kSessionStackBytes);
+    if (kSmallSessionStacks) metrics::set_default_thread_stack_size(kSessionStackBytes);
     check_descriptor_limit(options);
     metrics::Storage storage;
     metrics::MetricsService service(storage);
