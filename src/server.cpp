@@ -64,11 +64,13 @@ void set_timeout(int fd, int option, double seconds) {
 
 }  // namespace
 
-bool Output::flush() {
+bool Output::flush(bool keep_capacity) {
   if (!failed_ && !buffer_.empty()) {
     failed_ = !send_all(fd_, buffer_);
   }
-  if (buffer_.capacity() > kKeepBufferBytes) {
+  // Freeing the buffer between the chunks of one large answer would cost an
+  // mmap, page faults and a munmap with a TLB shootdown per 64 KiB chunk.
+  if (!keep_capacity && buffer_.capacity() > kKeepBufferBytes) {
     std::string().swap(buffer_);
   } else {
     buffer_.clear();

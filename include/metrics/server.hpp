@@ -39,14 +39,17 @@ class Output {
   static constexpr std::size_t kStreamBytes = 64 * 1024;
 
   // Sends the buffer now if it holds more than kStreamBytes, so that a very
-  // large answer streams out instead of being built whole in memory.
+  // large answer streams out instead of being built whole in memory. The
+  // buffer keeps its capacity for the rest of that answer.
   void flush_if_large() {
-    if (buffer_.size() > kStreamBytes) flush();
+    if (buffer_.size() > kStreamBytes) flush(/*keep_capacity=*/true);
   }
 
   // Sends everything buffered. Returns false once any send has failed (the
-  // peer is gone or too slow); later data is then dropped.
-  bool flush();
+  // peer is gone or too slow); later data is then dropped. Unless
+  // `keep_capacity`, a large buffer's memory is returned to the allocator, so
+  // an idle session does not keep the memory of its largest answer.
+  bool flush(bool keep_capacity = false);
 
   bool failed() const { return failed_; }
 
