@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   CLI::App app{"noop-server: metrics-server's socket loop answering ok to every line."};
   app.add_option("host", options.host, "Address to listen on")->capture_default_str();
   app.add_option("port", options.port, "TCP port; 0 picks a free one")->capture_default_str();
+  // Accepted so that scripts start both servers alike; the log is always quiet.
+  app.add_flag("-q,--quiet", options.quiet, "Log only the 'listening on' line (the default)");
   CLI11_PARSE(app, argc, argv);
 
   ::signal(SIGPIPE, SIG_IGN);
