@@ -64,7 +64,34 @@ void set_timeout(int fd, int option, double seconds) {
 
 }  // namespace
 
+void Output::append_provisional(std::string_view answer, std::string_view if_failed,
+                                uint64_t ticket) {
+  provisional_.push_back(Provisional{buffer_.size(), answer.size(), if_failed, ticket});
+  buffer_.append(answer);
+}
+
+void Output::settle() {
+  uint64_t settled = handler_->settle(provisional_.back().ticket);
+  if (settled < provisional_.back().ticket) {
+    std::string rewritten;
+    rewritten.reserve(buffer_.size());
+    std::size_t copied = 0;
+    for (const Provisional& p : provisional_) {
+      if (p.ticket <= settled) continue;
+      rewritten.append(buffer_, copied, p.offset - copied);
+      rewritten.append(p.if_failed);
+      copied = p.offset + p.length;
+    }
+    rewritten.append(buffer_, copied, std::string::npos);
+    buffer_.swap(rewritten);
+  }
+  provisional_.clear();
+}
+
 bool Output::flush(bool keep_capacity) {
+  // Provisional answers are settled before any byte of the buffer is sent.
+  if (!failed_ && !provisional_.empty()) settle();
+  provisional_.clear();
   if (!failed_ && !buffer_.empty()) {
     failed_ = !send_all(fd_, buffer_);
   }
@@ -238,7 +265,7 @@ void Server::start_session(Fd fd, std::string peer) {
 
 void Server::serve(Session* session, uint64_t id) {
   const int fd = session->fd.get();
-  Output out(fd);
+  Output out(fd, &handler_);
   LineSplitter splitter(options_.max_line_bytes);
   const bool idle_limit = options_.idle_timeout_seconds > 0;
   const auto idle_duration = std::chrono::duration_cast<std::chrono::steady_clock::duration>(

@@ -1,5 +1,6 @@
 // metrics-server [HOST] [PORT] [options]: serves the metrics protocol over
-// one in-memory Storage until SIGINT or SIGTERM.
+// one in-memory Storage until SIGINT or SIGTERM; with --data-file, every put
+// is also logged to a file that is replayed at the next start (wal.hpp).
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -7,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "metrics/service.hpp"
 #include "metrics/storage.hpp"
 #include "metrics/version.hpp"
+#include "metrics/wal.hpp"
 
 namespace {
 
@@ -66,6 +69,8 @@ void check_descriptor_limit(const metrics::ServerOptions& options) {
 
 int main(int argc, char** argv) {
   metrics::ServerOptions options;
+  metrics::WalOptions wal_options;
+  std::string fsync_policy = "everysec";
   CLI::App app{"metrics-server: stores metrics sent with put and answers get, over TCP."};
   app.add_option("host", options.host, "Address to listen on: a name, IPv4 or IPv6 literal")
       ->capture_default_str();
@@ -84,12 +89,29 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("-q,--quiet", options.quiet,
                "Log nothing but the 'listening on' line and fatal errors");
+  app.add_option("--data-file", wal_options.path,
+                 "Log every put to this file and replay it at start; without it, metrics live "
+                 "in memory only");
+  app.add_option("--fsync", fsync_policy,
+                 "When the log is synced to disk: always (before each ok), everysec, or no")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"always", "everysec", "no"}));
+  app.add_flag("--repair", wal_options.repair,
+               "Start even if the data file is damaged in the middle: drop the damaged bytes, "
+               "keep every valid record, and rewrite the file");
+  app.add_option("--compact-min-bytes", wal_options.compact_min_bytes,
+                 "Rewrite the log compactly once it is this large and holds more than twice "
+                 "the live samples")
+      ->capture_default_str();
   app.set_version_flag("--version", std::string("metrics-server ") + metrics::kVersion);
   CLI11_PARSE(app, argc, argv);
 
   // Signals are taken by one thread with sigwait, so no other thread is ever
   // interrupted by them; every thread started below inherits this mask.
   ::signal(SIGPIPE, SIG_IGN);
+  // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
+  // the log handles like a full disk, instead of killing the server.
+  ::signal(SIGXFSZ, SIG_IGN);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -100,7 +122,15 @@ int main(int argc, char** argv) {
     if (kSmallSessionStacks) metrics::set_default_thread_stack_size(kSessionStackBytes);
     check_descriptor_limit(options);
     metrics::Storage storage;
-    metrics::MetricsService service(storage);
+    std::unique_ptr<metrics::Wal> wal;
+    if (!wal_options.path.empty()) {
+      // Replayed before listening: no client sees a half-restored store.
+      metrics::parse_fsync_policy(fsync_policy, &wal_options.fsync);
+      wal_options.quiet = options.quiet;
+      wal_options.log = [](std::string_view line) { log_line(std::string(line)); };
+      wal = std::make_unique<metrics::Wal>(wal_options, storage);
+    }
+    metrics::MetricsService service(storage, wal.get());
     metrics::Server server(options, service);
     server.listen();
 

@@ -16,13 +16,27 @@ void MetricsService::handle_line(std::string_view line, Output& out) {
       out.buffer().append(kWrongCommandAnswer);
       return;
     case RequestKind::kPut:
-      storage_.put(request.key, request.timestamp, request.value);
-      out.buffer().append(kOkAnswer);
+      if (wal_ == nullptr) {
+        storage_.put(request.key, request.timestamp, request.value);
+        out.buffer().append(kOkAnswer);
+        return;
+      }
+      uint64_t ticket;
+      if (storage_.put(request.key, request.timestamp, request.value, *wal_, &ticket)) {
+        out.append_provisional(kOkAnswer, kStorageFailureAnswer, ticket);
+      } else {
+        // The log is failing: the put is refused without touching memory.
+        out.buffer().append(kStorageFailureAnswer);
+      }
       return;
     case RequestKind::kGet:
       answer_get(request.key, out);
       return;
   }
+}
+
+uint64_t MetricsService::settle(uint64_t ticket) {
+  return wal_ == nullptr ? ticket : wal_->commit(ticket);
 }
 
 void MetricsService::answer_get(std::string_view key, Output& out) {

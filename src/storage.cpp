@@ -22,6 +22,18 @@ void Storage::insert_sample(std::vector<Sample>* samples, int64_t timestamp, dou
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
   std::lock_guard<std::mutex> lock(mu_);
+  put_locked(key, timestamp, value);
+}
+
+bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
+                  uint64_t* ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!log.log_put(key, timestamp, value, ticket)) return false;
+  put_locked(key, timestamp, value);
+  return true;
+}
+
+void Storage::put_locked(std::string_view key, int64_t timestamp, double value) {
   auto found = index_.find(key);
   Entry* entry;
   if (found != index_.end()) {

@@ -27,6 +27,8 @@ inline constexpr std::string_view kOkAnswer = "ok\n\n";
 inline constexpr std::string_view kWrongCommandAnswer = "error\nwrong command\n\n";
 inline constexpr std::string_view kTooManyConnectionsAnswer =
     "error\ntoo many connections\n\n";
+// A put the server could not make durable (its log write failed).
+inline constexpr std::string_view kStorageFailureAnswer = "error\nstorage failure\n\n";
 
 // ---------------------------------------------------------------------------
 // Requests

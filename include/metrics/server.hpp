@@ -26,11 +26,15 @@
 
 namespace metrics {
 
+class LineHandler;
+
 // The answers of one session, buffered and sent by the session loop in one
 // write per batch of requests. Not thread-safe: belongs to one session.
 class Output {
  public:
-  explicit Output(int fd) : fd_(fd) {}
+  // `handler` settles provisional answers (append_provisional); it may be
+  // null when none are used.
+  explicit Output(int fd, LineHandler* handler = nullptr) : fd_(fd), handler_(handler) {}
 
   // The bytes still to be sent; handlers append their answers here.
   std::string& buffer() { return buffer_; }
@@ -53,9 +57,28 @@ class Output {
 
   bool failed() const { return failed_; }
 
+  // Appends `answer`, which must not reach the peer before the handler has
+  // settled `ticket` (LineHandler::settle), e.g. a put's "ok" that waits for
+  // its log record to be written. If that ticket fails, the answer is sent as
+  // `if_failed` instead, which must outlive the Output (a literal). Tickets
+  // passed to one Output never decrease.
+  void append_provisional(std::string_view answer, std::string_view if_failed, uint64_t ticket);
+
  private:
+  struct Provisional {
+    std::size_t offset;
+    std::size_t length;
+    std::string_view if_failed;
+    uint64_t ticket;
+  };
+
+  // Settles every provisional answer in the buffer, rewriting the failed ones.
+  void settle();
+
   int fd_;
+  LineHandler* handler_;
   std::string buffer_;
+  std::vector<Provisional> provisional_;
   bool failed_ = false;
 };
 
@@ -72,6 +95,12 @@ class LineHandler {
   // Answers a line longer than the server's line limit. By default:
   // "error\nwrong command\n\n" (PROTOCOL.md).
   virtual void handle_too_long(Output& out) { out.buffer().append(kWrongCommandAnswer); }
+
+  // Waits until the work behind every provisional answer with a ticket up to
+  // `ticket` is done (Output::append_provisional) and returns the highest
+  // ticket that succeeded; answers with a higher one are sent as failures.
+  // Called by a session before it sends answers. By default all succeed.
+  virtual uint64_t settle(uint64_t ticket) { return ticket; }
 };
 
 struct ServerOptions {

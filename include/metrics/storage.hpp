@@ -17,6 +17,20 @@
 
 namespace metrics {
 
+// Sees every put of Storage::put(..., PutLog&, ...) in exactly the order the
+// puts are applied: a write-ahead log (wal.hpp) records them here.
+class PutLog {
+ public:
+  virtual ~PutLog() = default;
+
+  // Called with the storage lock held, just before the put is applied, so it
+  // must be quick and must not call back into the Storage. Returns false to
+  // refuse the put, which then changes nothing; otherwise sets `*ticket` to
+  // what the caller waits on before acknowledging the put.
+  virtual bool log_put(std::string_view key, int64_t timestamp, double value,
+                       uint64_t* ticket) = 0;
+};
+
 // Keys in the order each was first stored; each key's samples in a compact
 // array sorted by timestamp, at most one sample per (key, timestamp).
 //
@@ -33,6 +47,11 @@ class Storage {
   // Stores `value` at (key, timestamp), replacing a value already stored
   // there. A new key is placed after every existing key.
   void put(std::string_view key, int64_t timestamp, double value);
+
+  // Like put(), but first hands the put to `log` under the same lock, so the
+  // log's order is the order in which puts are applied (the last processed
+  // wins). Returns false, storing nothing, if the log refuses the put.
+  bool put(std::string_view key, int64_t timestamp, double value, PutLog& log, uint64_t* ticket);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
   // below this stay valid.
@@ -61,6 +80,9 @@ class Storage {
   struct KeyHash {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
+
+  // REQUIRES: mu_ held.
+  void put_locked(std::string_view key, int64_t timestamp, double value);
 
   // REQUIRES: mu_ held.
   static void insert_sample(std::vector<Sample>* samples, int64_t timestamp, double value);

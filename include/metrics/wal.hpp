@@ -1,0 +1,271 @@
+// Durability: an append-only log of puts (a write-ahead log, like Redis's
+// AOF), replayed into the Storage at start.
+//
+// Memory stays the store that answers `get`; the log only makes puts survive
+// a restart or a crash. The file is a header followed by one record per put,
+// in the order the puts were applied:
+//
+//   header  8 bytes   "MTRCLOG1"
+//   record  4 bytes   CRC32C of the rest of the record (little-endian)
+//           4 bytes   key length, 1 .. kMaxLogKeyBytes
+//           8 bytes   timestamp, two's complement
+//           8 bytes   value, IEEE 754 bits
+//           N bytes   key
+//
+// A record that fails its checksum or runs past the end of the file, with no
+// valid record after it, is a torn tail (a crash mid-write): it is truncated
+// with a warning. One with a valid record after it is corruption in the
+// middle: opening refuses, naming the byte offset, unless `repair` is set,
+// which skips the damaged bytes and rewrites the file.
+#ifndef METRICS_WAL_HPP_
+#define METRICS_WAL_HPP_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "metrics/socket.hpp"
+#include "metrics/storage.hpp"
+
+namespace metrics {
+
+// ---------------------------------------------------------------------------
+// The record format, as pure functions (thread-safe: no shared state).
+
+inline constexpr std::string_view kLogMagic = "MTRCLOG1";
+inline constexpr std::size_t kLogRecordHeaderBytes = 24;
+// Longer keys cannot be put (a request line is far shorter); a larger length
+// field is corruption.
+inline constexpr uint32_t kMaxLogKeyBytes = 1u << 30;
+
+// CRC32C (Castagnoli) of `n` bytes, continuing from `crc` (0 to start).
+// Uses the SSE4.2 instruction when the CPU has it.
+uint32_t crc32c(const void* data, std::size_t n, uint32_t crc = 0);
+
+// Appends the record of one put to `out`.
+void append_log_record(std::string* out, std::string_view key, int64_t timestamp, double value);
+
+// One decoded record. `key` points into the bytes it was decoded from.
+struct LogRecord {
+  std::string_view key;
+  int64_t timestamp = 0;
+  double value = 0;
+};
+
+// Decodes the record at the start of `bytes`. Returns its length, or 0 if
+// `bytes` does not start with a whole valid record.
+std::size_t decode_log_record(std::string_view bytes, LogRecord* record);
+
+// What scan_log found.
+struct LogScan {
+  bool header_ok = false;  // false: not a log (nothing else is meaningful)
+  std::size_t records = 0;  // valid records handed to the callback
+  // Where the valid log ends: the file should be truncated here when it is
+  // shorter than the data (a torn tail).
+  std::size_t end = 0;
+  std::size_t torn_bytes = 0;  // bytes after `end`: the torn tail
+  // Offset of the first damaged record followed by valid ones, or npos.
+  std::size_t corrupt_offset = std::string_view::npos;
+  std::size_t skipped_bytes = 0;  // bytes skipped (only with repair)
+};
+
+// Finds the first offset at or after `from` where a valid record starts, or
+// npos.
+std::size_t find_next_log_record(std::string_view file, std::size_t from);
+
+// Scans a whole log file (header included), calling on_record(const
+// LogRecord&) for each valid record in order. A file shorter than the header
+// that is a prefix of it (a crash while creating the file) is an empty log
+// with a torn tail. Corruption in the middle stops the scan at
+// corrupt_offset, unless `repair`, which skips to the next valid record and
+// goes on (skipped_bytes counts what was lost).
+template <typename OnRecord>
+LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
+  LogScan scan;
+  if (file.size() < kLogMagic.size()) {
+    scan.header_ok = kLogMagic.substr(0, file.size()) == file;
+    scan.torn_bytes = file.size();
+    return scan;
+  }
+  if (file.substr(0, kLogMagic.size()) != kLogMagic) return scan;
+  scan.header_ok = true;
+  std::size_t pos = kLogMagic.size();
+  LogRecord record;
+  while (pos < file.size()) {
+    std::size_t n = decode_log_record(file.substr(pos), &record);
+    if (n != 0) {
+      on_record(static_cast<const LogRecord&>(record));
+      ++scan.records;
+      pos += n;
+      continue;
+    }
+    std::size_t next = find_next_log_record(file, pos + 1);
+    if (next == std::string_view::npos) break;  // a torn tail
+    if (scan.corrupt_offset == std::string_view::npos) scan.corrupt_offset = pos;
+    if (!repair) {
+      scan.end = pos;
+      return scan;
+    }
+    scan.skipped_bytes += next - pos;
+    pos = next;
+  }
+  scan.end = pos;
+  scan.torn_bytes = file.size() - pos;
+  return scan;
+}
+
+// ---------------------------------------------------------------------------
+// The log itself.
+
+enum class FsyncPolicy {
+  kAlways,    // fdatasync before a put is acknowledged (group commit)
+  kEverySec,  // write before acknowledging; fdatasync once a second
+  kNo,        // write before acknowledging; the OS decides when to sync
+};
+
+// "always", "everysec", "no" <-> FsyncPolicy. parse returns false on other text.
+bool parse_fsync_policy(std::string_view text, FsyncPolicy* policy);
+std::string_view fsync_policy_name(FsyncPolicy policy);
+
+struct WalOptions {
+  std::string path;
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  // Skip damaged records in the middle of the file instead of refusing to
+  // start, then rewrite the file without them.
+  bool repair = false;
+  // Rewrite the log in the background once it holds more than twice as many
+  // records as there are samples stored and is at least this large.
+  uint64_t compact_min_bytes = 16 * 1024 * 1024;
+  // Receives one line per notable event (restore, truncation, write failure,
+  // compaction). Empty: lines go to stderr. Called from several threads,
+  // serialised by the Wal.
+  std::function<void(std::string_view)> log;
+  // Silences the restore and compaction lines; warnings and errors are
+  // still logged.
+  bool quiet = false;
+};
+
+// What opening the log restored.
+struct ReplayStats {
+  std::size_t records = 0;
+  std::size_t samples = 0;  // samples in storage afterwards
+  uint64_t bytes = 0;
+  double seconds = 0;
+};
+
+// The write-ahead log of one server. Owns the data file (locked with flock
+// for the Wal's lifetime) and two threads: a syncer (fdatasync once a second
+// with kEverySec; retries after a write failure) and a compactor.
+//
+// Puts are appended to an in-memory buffer under the storage lock (log_put,
+// via Storage::put), so the log's order is the order puts are applied; real
+// I/O happens in commit(), outside every storage lock. A session calls
+// commit() before sending its answers; sessions waiting at the same time are
+// served by one write (and one fdatasync): group commit.
+//
+// After a failed write or sync (ENOSPC, EIO, EFBIG) the Wal refuses every new
+// put (log_put returns false) and the puts not yet written fail, until the
+// syncer's retry (once a second) writes and syncs the pending records again:
+// as Redis refuses writes while its AOF cannot be written. Gets are never
+// affected.
+//
+// Thread-safe.
+class Wal : public PutLog {
+ public:
+  // Opens (creating it if needed) and locks options.path, replays it into
+  // `storage` (which should be empty), truncates a torn tail, and starts the
+  // background threads. Throws std::runtime_error with a message for the
+  // operator: the file is locked by another process, is not a log, is
+  // corrupt in the middle (naming the offset), or cannot be read or written.
+  // `storage` must outlive the Wal.
+  Wal(WalOptions options, Storage& storage);
+
+  // Writes and syncs what is pending, then stops and joins the threads.
+  ~Wal() override;
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // PutLog: buffers the record. REQUIRES: the storage lock held (called by
+  // Storage::put). Returns false while the log is failing.
+  bool log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) override;
+
+  // Blocks until the records up to `ticket` are written (and with kAlways
+  // synced), or the log has failed. Returns the highest ticket that is.
+  uint64_t commit(uint64_t ticket);
+
+  // Rewrites the log from storage now, in the calling thread. Returns false
+  // (after logging why) if it could not; the old log then stays in use.
+  bool compact();
+
+  const ReplayStats& replay_stats() const { return replay_; }
+  // True while writes are failing and puts are refused.
+  bool failed() const;
+  // Compactions finished so far.
+  uint64_t compactions() const { return compactions_.load(); }
+
+ private:
+  // Logs one line; an `info` line is dropped when options_.quiet.
+  void log(const std::string& line, bool info = false) const;
+  void open_and_lock();
+  void replay();
+  // Writes the pending buffer at the end of the file (and syncs it if
+  // `sync`). `retry`: runs even while failed, and clears the failure on
+  // success. Returns false on failure (then marks the log failed).
+  // REQUIRES: io_mu_ held.
+  // `held_seq`: if not null, durable_seq_ is left alone and the last ticket
+  // written is stored there instead (the caller makes it durable later).
+  bool write_pending_locked(bool sync, bool retry, uint64_t* held_seq = nullptr);
+  void syncer_loop();
+  void compactor_loop();
+  bool should_compact() const;
+
+  const WalOptions options_;
+  Storage& storage_;
+  const std::string tmp_path_;
+  ReplayStats replay_;
+
+  mutable std::mutex log_mu_;
+
+  // Serialises everything that writes, syncs, truncates or replaces the
+  // file. It is the one lock held across I/O, on purpose: waiting for it is
+  // how sessions queue for group commit. Nothing that applies a put or serves
+  // a get ever waits for it.
+  std::mutex io_mu_;
+  std::mutex compact_mu_;  // one compaction at a time
+  std::string spare_;  // guarded by io_mu_: a batch buffer kept for reuse
+
+  // Guards the buffer and counters below. Held only for a few instructions,
+  // never across I/O (log_put takes it under the storage lock).
+  mutable std::mutex mu_;
+  std::condition_variable wake_;              // threads' sleep; stop_
+  std::shared_ptr<Fd> file_;                  // guarded by mu_ (replaced under io_mu_ too)
+  uint64_t file_size_ = 0;                    // guarded by mu_ and io_mu_ (written under both)
+  std::string buffer_;                        // guarded by mu_: records after file_size_
+  uint64_t appended_seq_ = 0;                 // guarded by mu_: last ticket handed out
+  uint64_t durable_seq_ = 0;                  // guarded by mu_: last acknowledgeable ticket
+  uint64_t records_in_file_ = 0;              // guarded by mu_: file + buffer
+  bool failed_ = false;                       // guarded by mu_
+  bool dirty_ = false;                        // guarded by mu_: written, not yet synced
+  bool stop_ = false;                         // guarded by mu_
+  std::chrono::steady_clock::time_point next_compact_try_{};  // guarded by mu_
+
+  std::atomic<uint64_t> compactions_{0};
+  std::thread syncer_;
+  std::thread compactor_;
+};
+
+}  // namespace metrics
+
+#endif  // METRICS_WAL_HPP_
