@@ -81,13 +81,14 @@ bool parse_value(std::string_view text, double* out) {
 }
 
 bool parse_timestamp(std::string_view text, int64_t* out) {
+  // At most one sign, and a digit right after it: "+-5", "-+5", "-" and "+"
+  // are rejected. from_chars takes a '-' itself but no '+', so a '+' is
+  // dropped only once the digit after it is known.
+  if (text.empty()) return false;
+  std::size_t first_digit = (text.front() == '+' || text.front() == '-') ? 1 : 0;
+  if (first_digit >= text.size() || !is_digit(text[first_digit])) return false;
   std::string_view body = text;
-  if (!body.empty() && body.front() == '+') body.remove_prefix(1);
-  if (body.empty()) return false;
-  // from_chars accepts a leading '-' itself; make sure a digit follows any
-  // sign so that "+-5" and "-" are rejected.
-  std::size_t first_digit = body.front() == '-' ? 1 : 0;
-  if (first_digit >= body.size() || !is_digit(body[first_digit])) return false;
+  if (body.front() == '+') body.remove_prefix(1);
   int64_t value = 0;
   auto [ptr, ec] = std::from_chars(body.data(), body.data() + body.size(), value);
   if (ec != std::errc() || ptr != body.data() + body.size()) return false;
