@@ -1,0 +1,388 @@
+// The log's record format and the Wal on real files, in-process: round
+// trips, torn tails, corruption in the middle, locking and compaction.
+#include "metrics/wal.hpp"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "metrics/storage.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using metrics::LogRecord;
+using metrics::LogScan;
+using metrics::Sample;
+using metrics::Storage;
+using metrics::Wal;
+using metrics::WalOptions;
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "wal-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+struct Put {
+  std::string key;
+  int64_t timestamp;
+  double value;
+};
+
+std::string log_of(const std::vector<Put>& puts) {
+  std::string file(metrics::kLogMagic);
+  for (const Put& p : puts) metrics::append_log_record(&file, p.key, p.timestamp, p.value);
+  return file;
+}
+
+std::vector<Put> scan_all(std::string_view file, bool repair, LogScan* scan) {
+  std::vector<Put> seen;
+  *scan = metrics::scan_log(file, repair, [&](const LogRecord& r) {
+    seen.push_back(Put{std::string(r.key), r.timestamp, r.value});
+  });
+  return seen;
+}
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Options for a Wal on `path` that logs into `lines`.
+WalOptions options_for(const std::string& path, std::vector<std::string>* lines) {
+  WalOptions options;
+  options.path = path;
+  options.fsync = metrics::FsyncPolicy::kNo;
+  options.log = [lines](std::string_view line) { lines->emplace_back(line); };
+  return options;
+}
+
+bool any_line_has(const std::vector<std::string>& lines, std::string_view needle) {
+  for (const std::string& line : lines) {
+    if (line.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Puts through the log and waits until the record is written.
+void logged_put(Storage& storage, Wal& wal, std::string_view key, int64_t ts, double value) {
+  uint64_t ticket = 0;
+  REQUIRE(storage.put(key, ts, value, wal, &ticket));
+  REQUIRE(wal.commit(ticket) >= ticket);
+}
+
+std::vector<Sample> series(const Storage& storage, std::string_view key) {
+  std::vector<Sample> samples;
+  storage.copy_series(key, &samples);
+  return samples;
+}
+
+}  // namespace
+
+TEST_CASE("crc32c gives the standard check value", "[wal]") {
+  CHECK(metrics::crc32c("123456789", 9) == 0xe3069283u);
+  CHECK(metrics::crc32c("", 0) == 0u);
+  // Continuing a checksum equals checksumming the whole at once.
+  CHECK(metrics::crc32c("6789", 4, metrics::crc32c("12345", 5)) == 0xe3069283u);
+}
+
+TEST_CASE("a log record reads back as the put that wrote it", "[wal]") {
+  const std::vector<Put> puts = {
+      {"palm.cpu", 1150864247, 0.5},
+      {"k", -5, -0.0},
+      {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", std::numeric_limits<int64_t>::min(), 1e308},
+      {std::string("nul\0byte", 8), std::numeric_limits<int64_t>::max(), 5e-324},
+      {std::string(70000, 'x'), 0, -123.456},
+  };
+  for (const Put& p : puts) {
+    std::string bytes;
+    metrics::append_log_record(&bytes, p.key, p.timestamp, p.value);
+    REQUIRE(bytes.size() == metrics::kLogRecordHeaderBytes + p.key.size());
+    LogRecord record;
+    REQUIRE(metrics::decode_log_record(bytes, &record) == bytes.size());
+    CHECK(record.key == p.key);
+    CHECK(record.timestamp == p.timestamp);
+    CHECK(same_bits(record.value, p.value));
+  }
+  LogScan scan;
+  std::vector<Put> seen = scan_all(log_of(puts), false, &scan);
+  REQUIRE(seen.size() == puts.size());
+  CHECK(scan.header_ok);
+  CHECK(scan.torn_bytes == 0);
+  CHECK(scan.corrupt_offset == std::string_view::npos);
+  for (std::size_t i = 0; i < puts.size(); ++i) CHECK(seen[i].key == puts[i].key);
+}
+
+TEST_CASE("a torn last record is dropped at every byte offset, keeping the records before it",
+          "[wal]") {
+  const std::vector<Put> puts = {{"first", 1, 1.0}, {"second", 2, 2.0}, {"third.key", 3, 3.0}};
+  const std::string whole = log_of(puts);
+  const std::size_t last_start = log_of({puts[0], puts[1]}).size();
+  for (std::size_t cut = last_start; cut < whole.size(); ++cut) {
+    CAPTURE(cut);
+    LogScan scan;
+    std::vector<Put> seen = scan_all(std::string_view(whole).substr(0, cut), false, &scan);
+    CHECK(seen.size() == 2);
+    CHECK(scan.header_ok);
+    CHECK(scan.end == last_start);
+    CHECK(scan.torn_bytes == cut - last_start);
+    CHECK(scan.corrupt_offset == std::string_view::npos);
+  }
+  // A file cut inside its header is an empty log being created.
+  for (std::size_t cut = 0; cut < metrics::kLogMagic.size(); ++cut) {
+    LogScan scan;
+    CHECK(scan_all(std::string_view(whole).substr(0, cut), false, &scan).empty());
+    CHECK(scan.header_ok);
+  }
+}
+
+TEST_CASE("a flipped bit in a middle record is corruption at its offset; repair keeps the others",
+          "[wal]") {
+  const std::vector<Put> puts = {{"first", 1, 1.0}, {"middle", 2, 2.0}, {"last", 3, 3.0}};
+  const std::string whole = log_of(puts);
+  const std::size_t middle = log_of({puts[0]}).size();
+  const std::size_t middle_end = log_of({puts[0], puts[1]}).size();
+  for (std::size_t bit = middle * 8; bit < middle_end * 8; ++bit) {
+    CAPTURE(bit);
+    std::string damaged = whole;
+    damaged[bit / 8] = static_cast<char>(damaged[bit / 8] ^ (1 << (bit % 8)));
+
+    LogScan scan;
+    std::vector<Put> seen = scan_all(damaged, false, &scan);
+    CHECK(scan.corrupt_offset == middle);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].key == "first");
+
+    seen = scan_all(damaged, true, &scan);
+    CHECK(scan.corrupt_offset == middle);
+    CHECK(scan.skipped_bytes == middle_end - middle);
+    CHECK(scan.torn_bytes == 0);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].key == "first");
+    CHECK(seen[1].key == "last");
+  }
+}
+
+TEST_CASE("a file that does not start with the log header is not a log", "[wal]") {
+  LogScan scan;
+  scan_all("hello, world: not a log at all", false, &scan);
+  CHECK_FALSE(scan.header_ok);
+  scan_all("MTRC", false, &scan);  // a prefix of the header
+  CHECK(scan.header_ok);
+  scan_all("MTRX", false, &scan);
+  CHECK_FALSE(scan.header_ok);
+}
+
+TEST_CASE("fsync policies parse from their names", "[wal]") {
+  metrics::FsyncPolicy policy;
+  for (std::string_view name : {"always", "everysec", "no"}) {
+    REQUIRE(metrics::parse_fsync_policy(name, &policy));
+    CHECK(metrics::fsync_policy_name(policy) == name);
+  }
+  CHECK_FALSE(metrics::parse_fsync_policy("sometimes", &policy));
+  CHECK_FALSE(metrics::parse_fsync_policy("Always", &policy));
+}
+
+TEST_CASE("puts logged by one Wal are restored by the next", "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  {
+    Storage storage;
+    Wal wal(options_for(path, &lines), storage);
+    CHECK(wal.replay_stats().records == 0);
+    logged_put(storage, wal, "test_key", 1503319740, 12.0);
+    logged_put(storage, wal, "test_key", 1503319739, 13.0);
+    logged_put(storage, wal, "another_key", 1503319739, 10.0);
+    logged_put(storage, wal, "test_key", 1503319740, 14.0);  // replaces 12.0
+  }
+  Storage restored;
+  Wal wal(options_for(path, &lines), restored);
+  CHECK(wal.replay_stats().records == 4);
+  CHECK(wal.replay_stats().samples == 3);
+  CHECK(any_line_has(lines, "restored 3 samples from 4 records"));
+  CHECK(series(restored, "test_key") ==
+        std::vector<Sample>{{1503319739, 13.0}, {1503319740, 14.0}});
+  CHECK(series(restored, "another_key") == std::vector<Sample>{{1503319739, 10.0}});
+  std::string first_key;
+  std::vector<Sample> ignored;
+  REQUIRE(restored.copy_series(0, &first_key, &ignored));
+  CHECK(first_key == "test_key");  // the order of first puts survives too
+}
+
+TEST_CASE("a second Wal on the same file refuses to open", "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  Storage storage, other;
+  Wal wal(options_for(dir.file("data.log"), &lines), storage);
+  try {
+    Wal second(options_for(dir.file("data.log"), &lines), other);
+    FAIL("the second Wal opened");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("locked"));
+  }
+}
+
+TEST_CASE("a torn tail is truncated on open with a warning", "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  const std::string good = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}});
+  std::string torn;
+  metrics::append_log_record(&torn, "c", 3, 3.0);
+  write_file(path, good + torn.substr(0, torn.size() - 3));
+
+  Storage storage;
+  {
+    Wal wal(options_for(path, &lines), storage);
+    CHECK(wal.replay_stats().records == 2);
+    CHECK(any_line_has(lines, "truncating a torn record of " + std::to_string(torn.size() - 3) +
+                                  " bytes at offset " + std::to_string(good.size())));
+    CHECK(read_file(path) == good);
+    // New records follow the good ones directly.
+    logged_put(storage, wal, "d", 4, 4.0);
+  }
+  CHECK(read_file(path) == log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {"d", 4, 4.0}}));
+}
+
+TEST_CASE("corruption in the middle refuses to open naming the offset, and repair recovers",
+          "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  std::string bytes = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {"c", 3, 3.0}});
+  const std::size_t middle = log_of({{"a", 1, 1.0}}).size();
+  bytes[middle + 10] = static_cast<char>(bytes[middle + 10] ^ 0x10);
+  write_file(path, bytes);
+
+  {
+    Storage storage;
+    try {
+      Wal wal(options_for(path, &lines), storage);
+      FAIL("a corrupt log opened without repair");
+    } catch (const std::runtime_error& e) {
+      CHECK_THAT(e.what(), Catch::Contains("corrupt at byte offset " + std::to_string(middle)));
+      CHECK_THAT(e.what(), Catch::Contains("--repair"));
+    }
+    CHECK(read_file(path) == bytes);  // refusing leaves the file untouched
+  }
+  {
+    Storage storage;
+    WalOptions options = options_for(path, &lines);
+    options.repair = true;
+    Wal wal(options, storage);
+    CHECK(series(storage, "a") == std::vector<Sample>{{1, 1.0}});
+    CHECK(series(storage, "b").empty());
+    CHECK(series(storage, "c") == std::vector<Sample>{{3, 3.0}});
+    CHECK(any_line_has(lines, "repair: dropped 25 damaged bytes"));
+  }
+  // The repaired file is clean: it opens without --repair.
+  Storage storage;
+  Wal wal(options_for(path, &lines), storage);
+  CHECK(storage.sample_count() == 2);
+}
+
+TEST_CASE("a file that is not a log is refused and left untouched", "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("notes.txt");
+  write_file(path, "precious notes that are not a metrics log\n");
+  Storage storage;
+  CHECK_THROWS_WITH(Wal(options_for(path, &lines), storage),
+                    Catch::Contains("not a metrics-server log"));
+  CHECK(read_file(path) == "precious notes that are not a metrics log\n");
+}
+
+TEST_CASE("compaction rewrites the log to the live samples and keeps puts made meanwhile",
+          "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  WalOptions options = options_for(path, &lines);
+  options.compact_min_bytes = std::numeric_limits<uint64_t>::max();  // only when asked
+  constexpr int kWriters = 3;
+  constexpr int kPutsPerWriter = 3000;
+  {
+    Storage storage;
+    Wal wal(options, storage);
+    // Many overwrites of few samples: the log is mostly dead records.
+    for (int i = 0; i < 20000; ++i) logged_put(storage, wal, "dead", i % 10, i);
+    const auto before = std::filesystem::file_size(path);
+
+    std::atomic<bool> go{false};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0; i < kPutsPerWriter; ++i) {
+          uint64_t ticket = 0;
+          if (storage.put("w" + std::to_string(w), i, i * 0.5, wal, &ticket)) wal.commit(ticket);
+        }
+      });
+    }
+    go = true;
+    CHECK(wal.compact());
+    for (std::thread& t : writers) t.join();
+    CHECK(wal.compactions() == 1);
+    CHECK(std::filesystem::file_size(path) < before / 2);
+    CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
+  }
+  Storage restored;
+  Wal wal(options, restored);
+  CHECK(restored.sample_count() == 10 + kWriters * kPutsPerWriter);
+  std::vector<Sample> dead = series(restored, "dead");
+  REQUIRE(dead.size() == 10);
+  for (int s = 0; s < 10; ++s) CHECK(dead[s].value == 19990 + s);
+  for (int w = 0; w < kWriters; ++w) {
+    std::vector<Sample> samples = series(restored, "w" + std::to_string(w));
+    REQUIRE(samples.size() == kPutsPerWriter);
+    for (int i = 0; i < kPutsPerWriter; ++i) CHECK(samples[i] == Sample{i, i * 0.5});
+  }
+}
+
+TEST_CASE("the log compacts itself in the background once it is twice the live data", "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  WalOptions options = options_for(dir.file("data.log"), &lines);
+  options.compact_min_bytes = 64 * 1024;
+  Storage storage;
+  Wal wal(options, storage);
+  for (int i = 0; i < 10000; ++i) logged_put(storage, wal, "k", i % 5, i);
+  REQUIRE(metrics::test::wait_until([&] { return wal.compactions() >= 1; }));
+  CHECK(series(storage, "k").size() == 5);
+}
