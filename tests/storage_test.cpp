@@ -1,0 +1,310 @@
+// Tests of metrics::Storage against PROTOCOL.md "Responses": samples ordered
+// by timestamp, one value per (key, timestamp) with the last put winning, keys
+// in order of first put, and nothing lost when many threads put at once.
+#include "metrics/storage.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <future>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::string_literals;
+
+using metrics::Sample;
+using metrics::Storage;
+
+namespace {
+
+std::vector<Sample> series_of(const Storage& storage, const std::string& key) {
+  std::vector<Sample> samples;
+  storage.copy_series(key, &samples);
+  return samples;
+}
+
+std::vector<std::string> keys_of(const Storage& storage) {
+  std::vector<std::string> keys;
+  std::string key;
+  std::vector<Sample> samples;
+  for (std::size_t i = 0; storage.copy_series(i, &key, &samples); ++i) keys.push_back(key);
+  return keys;
+}
+
+bool sorted_by_unique_timestamp(const std::vector<Sample>& samples) {
+  return std::adjacent_find(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) {
+           return a.timestamp >= b.timestamp;
+         }) == samples.end();
+}
+
+}  // namespace
+
+TEST_CASE("samples are ordered by timestamp whatever the put order", "[storage]") {
+  // PROTOCOL.md "Responses": within a key, samples by ascending timestamp.
+  const int n = 1000;
+  std::vector<int64_t> in_order(n);
+  std::iota(in_order.begin(), in_order.end(), int64_t{-500});
+  std::vector<int64_t> reverse(in_order.rbegin(), in_order.rend());
+  std::vector<int64_t> shuffled = in_order;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(1503319740));
+  // Interleaves the two ends, so every insert lands in the middle.
+  std::vector<int64_t> zigzag;
+  for (int i = 0; i < n / 2; ++i) {
+    zigzag.push_back(in_order[n / 2 - 1 - i]);
+    zigzag.push_back(in_order[n / 2 + i]);
+  }
+
+  std::vector<Sample> expected;
+  for (int64_t ts : in_order) expected.push_back(Sample{ts, static_cast<double>(ts) * 0.5});
+
+  struct Row {
+    const char* order;
+    const std::vector<int64_t>* timestamps;
+  };
+  for (const Row& row : {Row{"in order", &in_order}, Row{"reverse", &reverse},
+                         Row{"shuffled", &shuffled}, Row{"zigzag", &zigzag}}) {
+    INFO("put order: " << row.order);
+    Storage storage;
+    for (int64_t ts : *row.timestamps) storage.put("k", ts, static_cast<double>(ts) * 0.5);
+    CHECK(series_of(storage, "k") == expected);
+    CHECK(storage.sample_count() == static_cast<std::size_t>(n));
+    CHECK(storage.key_count() == 1);
+  }
+}
+
+TEST_CASE("the extreme timestamps sort at the ends", "[storage]") {
+  Storage storage;
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  const int64_t min = std::numeric_limits<int64_t>::min();
+  storage.put("k", 0, 1.0);
+  storage.put("k", max, 2.0);
+  storage.put("k", min, 3.0);
+  storage.put("k", -1, 4.0);
+  CHECK(series_of(storage, "k") ==
+        std::vector<Sample>{{min, 3.0}, {-1, 4.0}, {0, 1.0}, {max, 2.0}});
+}
+
+TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
+  // PROTOCOL.md "Responses": a put with a key and timestamp already stored
+  // replaces the old value; the last one processed wins.
+  struct Row {
+    const char* where;
+    int64_t timestamp;
+  };
+  for (const Row& row : {Row{"first", 1}, Row{"middle", 2}, Row{"last", 3}}) {
+    INFO("replacing the " << row.where << " sample");
+    Storage storage;
+    storage.put("k", 1, 10.0);
+    storage.put("k", 2, 20.0);
+    storage.put("k", 3, 30.0);
+    storage.put("k", row.timestamp, -1.0);
+    storage.put("k", row.timestamp, 99.5);
+    std::vector<Sample> expected = {{1, 10.0}, {2, 20.0}, {3, 30.0}};
+    expected[static_cast<std::size_t>(row.timestamp - 1)].value = 99.5;
+    CHECK(series_of(storage, "k") == expected);
+    CHECK(storage.sample_count() == 3);
+    CHECK(storage.key_count() == 1);
+  }
+}
+
+TEST_CASE("the course's k2 puts keep the last value at a repeated timestamp", "[storage]") {
+  // The course's checking scenario: k2 = 30@4, 40@5, 41@5.
+  Storage storage;
+  storage.put("k2", 4, 30.0);
+  storage.put("k2", 5, 40.0);
+  storage.put("k2", 5, 41.0);
+  CHECK(series_of(storage, "k2") == std::vector<Sample>{{4, 30.0}, {5, 41.0}});
+  CHECK(storage.sample_count() == 2);
+}
+
+TEST_CASE("the same timestamp under different keys is two samples", "[storage]") {
+  Storage storage;
+  storage.put("a", 7, 1.0);
+  storage.put("b", 7, 2.0);
+  CHECK(series_of(storage, "a") == std::vector<Sample>{{7, 1.0}});
+  CHECK(series_of(storage, "b") == std::vector<Sample>{{7, 2.0}});
+  CHECK(storage.sample_count() == 2);
+}
+
+TEST_CASE("keys keep the order of their first put", "[storage]") {
+  // PROTOCOL.md "Responses": keys in the order in which each was first put.
+  Storage storage;
+  storage.put("test_key", 1503319740, 12.0);
+  storage.put("test_key", 1503319739, 13.0);
+  storage.put("another_key", 1503319739, 10.0);
+  storage.put("b", 1, 1.0);
+  // Later puts to old keys do not move them.
+  storage.put("another_key", 1, 1.0);
+  storage.put("test_key", 2, 2.0);
+  storage.put("a", 1, 1.0);
+  storage.put("b", 1, 5.0);
+  CHECK(keys_of(storage) == std::vector<std::string>{"test_key", "another_key", "b", "a"});
+  CHECK(storage.key_count() == 4);
+  CHECK(storage.sample_count() == 7);
+
+  std::string key = "junk";
+  std::vector<Sample> samples = {{9, 9.0}};
+  REQUIRE(storage.copy_series(1, &key, &samples));
+  CHECK(key == "another_key");
+  CHECK(samples == std::vector<Sample>{{1, 1.0}, {1503319739, 10.0}});
+  CHECK_FALSE(storage.copy_series(4, &key, &samples));
+}
+
+TEST_CASE("copying a missing key returns false and no samples", "[storage]") {
+  // PROTOCOL.md "Fine print": a get of a missing key does not create it.
+  Storage storage;
+  std::vector<Sample> samples = {{1, 1.0}};
+  CHECK_FALSE(storage.copy_series("missing", &samples));
+  CHECK(samples.empty());
+
+  storage.put("present", 1, 1.0);
+  samples = {{1, 1.0}, {2, 2.0}};
+  CHECK_FALSE(storage.copy_series("presen", &samples));
+  CHECK(samples.empty());
+  CHECK_FALSE(storage.copy_series("present ", &samples));
+  CHECK_FALSE(storage.copy_series("*", &samples));
+  CHECK(storage.key_count() == 1);
+
+  std::string key;
+  CHECK_FALSE(storage.copy_series(std::size_t{1}, &key, &samples));
+  CHECK(storage.copy_series(std::size_t{0}, &key, &samples));
+  CHECK(key == "present");
+}
+
+TEST_CASE("keys are compared as whole byte strings", "[storage]") {
+  // PROTOCOL.md "Fine print": NUL and non-UTF-8 bytes are ordinary key bytes.
+  Storage storage;
+  storage.put("a\0b"s, 1, 1.0);
+  storage.put("a\0c"s, 1, 2.0);
+  storage.put("a"s, 1, 3.0);
+  storage.put("\xff\xfe"s, 1, 4.0);
+  CHECK(keys_of(storage) == std::vector<std::string>{"a\0b"s, "a\0c"s, "a"s, "\xff\xfe"s});
+  CHECK(series_of(storage, "a\0c"s) == std::vector<Sample>{{1, 2.0}});
+}
+
+TEST_CASE("many keys stay findable by name as the store grows", "[storage]") {
+  // The index holds views of the stored keys; growing the store must leave
+  // every one of them valid (short keys live inside the string object).
+  Storage storage;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) storage.put("k" + std::to_string(i), i, i * 2.0);
+  REQUIRE(storage.key_count() == static_cast<std::size_t>(n));
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    std::vector<Sample> samples;
+    if (!storage.copy_series("k" + std::to_string(i), &samples) ||
+        samples != std::vector<Sample>{{i, i * 2.0}}) {
+      ++wrong;
+    }
+  }
+  CHECK(wrong == 0);
+  std::string key;
+  std::vector<Sample> samples;
+  REQUIRE(storage.copy_series(std::size_t{12345}, &key, &samples));
+  CHECK(key == "k12345");
+}
+
+TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
+  // PROTOCOL.md "Transport": many clients at once. 8 writers put 10,000
+  // samples each: half to a key of their own, a quarter to a shared key at
+  // timestamps no other writer uses, a quarter to a key where every writer
+  // puts the same value at the same timestamps. Readers copy series all the
+  // while and check what they see is always well-formed.
+  constexpr int kWriters = 8;
+  constexpr int kPuts = 10000;
+  Storage storage;
+  std::promise<void> start;
+  std::shared_future<void> started = start.get_future().share();
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> bad_reads{0};
+  std::atomic<long> reads{0};
+
+  auto writer = [&](int w) {
+    started.wait();
+    const std::string own = "own." + std::to_string(w);
+    for (int i = 0; i < kPuts; ++i) {
+      if (i % 2 == 0) {
+        storage.put(own, i, w * 1e6 + i);
+      } else if (i % 4 == 1) {
+        storage.put("shared", int64_t{i} * kWriters + w, i + w * 0.125);
+      } else {
+        storage.put("overlap", i, i * 0.25);
+      }
+    }
+    writers_left.fetch_sub(1);
+  };
+  auto reader = [&]() {
+    started.wait();
+    std::vector<std::size_t> last_sizes;
+    std::string key;
+    std::vector<Sample> samples;
+    // At least one full pass, even if the writers are already done.
+    do {
+      std::size_t keys = storage.key_count();
+      if (keys < last_sizes.size()) bad_reads.fetch_add(1);
+      last_sizes.resize(std::max(keys, last_sizes.size()), 0);
+      for (std::size_t i = 0; i < keys; ++i) {
+        if (!storage.copy_series(i, &key, &samples)) bad_reads.fetch_add(1);
+        // Samples are never removed, so a series only grows.
+        if (!sorted_by_unique_timestamp(samples) || samples.size() < last_sizes[i]) {
+          bad_reads.fetch_add(1);
+        }
+        last_sizes[i] = samples.size();
+      }
+      if (storage.copy_series("shared", &samples) && !sorted_by_unique_timestamp(samples)) {
+        bad_reads.fetch_add(1);
+      }
+      reads.fetch_add(1);
+    } while (writers_left.load() > 0);
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+  for (int r = 0; r < 2; ++r) threads.emplace_back(reader);
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+
+  CHECK(bad_reads.load() == 0);
+  CHECK(reads.load() >= 2);
+
+  const int own_count = kPuts / 2;
+  const int shared_per_writer = kPuts / 4;
+  const int overlap_count = kPuts / 4;
+  CHECK(storage.key_count() == kWriters + 2);
+  CHECK(storage.sample_count() ==
+        static_cast<std::size_t>(kWriters * own_count + kWriters * shared_per_writer +
+                                 overlap_count));
+
+  for (int w = 0; w < kWriters; ++w) {
+    INFO("writer " << w);
+    std::vector<Sample> expected;
+    for (int i = 0; i < kPuts; i += 2) expected.push_back(Sample{i, w * 1e6 + i});
+    CHECK(series_of(storage, "own." + std::to_string(w)) == expected);
+  }
+  std::vector<Sample> shared_expected;
+  std::vector<Sample> overlap_expected;
+  for (int i = 0; i < kPuts; ++i) {
+    if (i % 4 == 1) {
+      for (int w = 0; w < kWriters; ++w) {
+        shared_expected.push_back(Sample{int64_t{i} * kWriters + w, i + w * 0.125});
+      }
+    } else if (i % 4 == 3) {
+      overlap_expected.push_back(Sample{i, i * 0.25});
+    }
+  }
+  CHECK(series_of(storage, "shared") == shared_expected);
+  CHECK(series_of(storage, "overlap") == overlap_expected);
+
+  // Every key was stored exactly once in the key order.
+  std::vector<std::string> keys = keys_of(storage);
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::string> expected_keys = {"overlap", "shared"};
+  for (int w = 0; w < kWriters; ++w) expected_keys.push_back("own." + std::to_string(w));
+  std::sort(expected_keys.begin(), expected_keys.end());
+  CHECK(keys == expected_keys);
+}
