@@ -1,0 +1,393 @@
+// Durability against the real metrics-server binary, run as a child process
+// by PID: SIGKILL under pipelined load, SIGKILL during a compaction, a full
+// disk (RLIMIT_FSIZE), a second server on the same file, a corrupt file.
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "metrics/client.hpp"
+#include "metrics/protocol.hpp"
+#include "metrics/socket.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using metrics::test::ChildProcess;
+using metrics::test::kDeadline;
+using metrics::test::ProcessResult;
+using metrics::test::wait_until;
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "durability-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
+// its "listening on" line and stores the port.
+std::unique_ptr<ChildProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
+  std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = std::make_unique<ChildProcess>(argv);
+  *port = metrics::test::port_from_listening_line(child->wait_for_stderr_line("listening on"));
+  return child;
+}
+
+struct Put {
+  int64_t timestamp;
+  double value;
+};
+
+// One client connection that pipelines puts to one key and records which
+// were answered "ok". The i-th put of the connection goes to timestamp_of(i)
+// with value_of(i).
+struct Pump {
+  std::string key;
+  std::vector<Put> acked;         // in the order sent
+  std::size_t sent = 0;           // puts sent, answered or not
+  std::size_t other_answers = 0;  // answers that were neither ok nor storage failure
+  std::size_t failures = 0;       // "storage failure" answers
+  metrics::Fd fd;
+  std::string buffer;
+
+  bool connect(uint16_t port) {
+    try {
+      fd = metrics::connect_tcp("127.0.0.1", port, kDeadline);
+      return true;
+    } catch (const metrics::SystemError&) {
+      return false;
+    }
+  }
+
+  // Sends `batch` puts in one write and reads their answers. Returns false
+  // when the connection ends first (the server was killed): the puts not
+  // answered are not acknowledged.
+  template <typename TimestampOf, typename ValueOf>
+  bool put_batch(std::atomic<std::size_t>& acks, TimestampOf timestamp_of, ValueOf value_of,
+                 std::size_t batch) {
+    std::string lines;
+    std::vector<Put> puts;
+    for (std::size_t i = 0; i < batch; ++i) {
+      Put p{timestamp_of(sent + i), value_of(sent + i)};
+      puts.push_back(p);
+      lines += metrics::format_put_request(key, p.value, p.timestamp);
+    }
+    if (!metrics::send_all(fd.get(), lines, kDeadline)) return false;
+    sent += batch;
+    std::size_t answered = 0;
+    while (answered < batch) {
+      std::size_t end = metrics::find_answer_end(buffer);
+      if (end == 0) {
+        char chunk[65536];
+        long n = metrics::recv_some(fd.get(), chunk, sizeof chunk, kDeadline);
+        if (n <= 0) return false;
+        buffer.append(chunk, static_cast<std::size_t>(n));
+        continue;
+      }
+      std::string_view answer(buffer.data(), end);
+      if (answer == metrics::kOkAnswer) {
+        acked.push_back(puts[answered]);
+        ++acks;
+      } else if (answer == metrics::kStorageFailureAnswer) {
+        ++failures;
+      } else {
+        ++other_answers;
+      }
+      buffer.erase(0, end);
+      ++answered;
+    }
+    return true;
+  }
+
+  // Pipelines batches of 64 until `stop` or the connection ends.
+  template <typename TimestampOf, typename ValueOf>
+  void run(uint16_t port, const std::atomic<bool>& stop, std::atomic<std::size_t>& acks,
+           TimestampOf timestamp_of, ValueOf value_of) {
+    if (!connect(port)) return;
+    while (!stop.load() && put_batch(acks, timestamp_of, value_of, 64)) {
+    }
+  }
+};
+
+// The samples of `key` on the server at `port`, by timestamp.
+std::map<int64_t, double> stored(uint16_t port, const std::string& key) {
+  metrics::Client client("127.0.0.1", port, 10.0);
+  std::map<int64_t, double> result;
+  auto answer = client.get(key);
+  for (const metrics::Sample& s : answer[key]) result[s.timestamp] = s.value;
+  return result;
+}
+
+// How many acknowledged puts (each to its own timestamp) are not stored
+// with their value; `first` describes the first such put.
+std::size_t count_lost(const std::map<int64_t, double>& have, const std::vector<Put>& acked,
+                       std::string* first) {
+  std::size_t lost = 0;
+  for (const Put& p : acked) {
+    auto it = have.find(p.timestamp);
+    if (it == have.end() || it->second != p.value) {
+      if (lost++ == 0) {
+        *first = "timestamp " + std::to_string(p.timestamp) + " value " + std::to_string(p.value);
+      }
+    }
+  }
+  return lost;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("every put acknowledged before a SIGKILL is restored after the restart",
+          "[durability]") {
+  // The crash test: --fsync always, pipelined puts from several
+  // clients, SIGKILL at a pseudo-random moment (after a random number of
+  // acknowledgements), restart on the same file, 20 times.
+  constexpr int kRounds = 20;
+  constexpr int kClients = 4;
+  TempDir dir;
+  const std::vector<std::string> args = {"--data-file", dir.file("data.log"), "--fsync", "always"};
+  std::mt19937 rng(Catch::rngSeed());
+  uint16_t port = 0;
+  auto server = start_server(args, &port);
+  for (int round = 0; round < kRounds; ++round) {
+    CAPTURE(round);
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> acks{0};
+    std::vector<Pump> pumps(kClients);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+      pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
+      threads.emplace_back([&, c] {
+        pumps[c].run(
+            port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i); },
+            [c](std::size_t i) { return c + 0.25 * static_cast<double>(i); });
+      });
+    }
+    const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
+    bool loaded = wait_until([&] { return acks.load() >= target; });
+    ProcessResult killed = server->stop(SIGKILL);
+    stop = true;
+    for (std::thread& t : threads) t.join();
+    REQUIRE(loaded);
+    CHECK(killed.signal == SIGKILL);
+
+    server = start_server(args, &port);
+    for (const Pump& pump : pumps) {
+      CAPTURE(pump.key, pump.acked.size(), pump.sent);
+      CHECK(pump.other_answers == 0);
+      CHECK(pump.failures == 0);
+      std::string first;
+      CHECK(count_lost(stored(port, pump.key), pump.acked, &first) == 0);
+      INFO("first lost: " << first);
+    }
+  }
+  ProcessResult stopped = server->stop(SIGTERM);
+  CHECK(stopped.exit_code == 0);
+}
+
+TEST_CASE("nothing acknowledged is lost when the server is killed during a compaction",
+          "[durability]") {
+  // Each client overwrites the same 50 timestamps of its key, so the log is
+  // mostly dead records and a compaction starts soon; the server is killed
+  // right after it logs "compaction started", or a little later.
+  constexpr int kRounds = 5;
+  constexpr int kClients = 3;
+  constexpr int kSlots = 50;
+  TempDir dir;
+  const std::string path = dir.file("data.log");
+  const std::vector<std::string> args = {"--data-file", path, "--fsync", "everysec",
+                                         "--compact-min-bytes", "65536"};
+  std::mt19937 rng(Catch::rngSeed());
+  int interrupted = 0;
+  uint16_t port = 0;
+  auto server = start_server(args, &port);
+  for (int round = 0; round < kRounds; ++round) {
+    CAPTURE(round);
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> acks{0};
+    std::vector<Pump> pumps(kClients);
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+      pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
+      threads.emplace_back([&, c] {
+        pumps[c].run(
+            port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
+            [](std::size_t i) { return static_cast<double>(i); });
+      });
+    }
+    server->wait_for_stderr_line("compaction started");
+    // Kill at once, or after up to 2 ms of the rewrite.
+    auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
+    auto until = std::chrono::steady_clock::now() + delay;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    ProcessResult killed = server->stop(SIGKILL);
+    if (std::filesystem::exists(path + ".rewrite")) ++interrupted;
+    stop = true;
+    for (std::thread& t : threads) t.join();
+    CHECK(killed.signal == SIGKILL);
+
+    server = start_server(args, &port);
+    for (const Pump& pump : pumps) {
+      CAPTURE(pump.key, pump.acked.size(), pump.sent);
+      CHECK(pump.other_answers == 0);
+      std::map<int64_t, double> have = stored(port, pump.key);
+      // For each timestamp, the value must be the last acknowledged put's,
+      // or a later put's that was sent but not yet answered.
+      std::map<int64_t, double> last_acked;
+      for (const Put& p : pump.acked) last_acked[p.timestamp] = p.value;
+      for (const auto& [ts, value] : last_acked) {
+        CAPTURE(ts, value);
+        auto it = have.find(ts);
+        REQUIRE(it != have.end());
+        CHECK(it->second >= value);
+        CHECK(it->second < static_cast<double>(pump.sent));
+        CHECK(static_cast<int64_t>(it->second) % kSlots == ts);
+      }
+    }
+  }
+  ProcessResult stopped = server->stop(SIGTERM);
+  CHECK(stopped.exit_code == 0);
+  // Not asserted, since it depends on timing (5 of 5 on the development
+  // machine's ext4): how many kills landed while the rewrite file existed.
+  INFO("kills that interrupted a rewrite: " << interrupted << " of " << kRounds);
+  SUCCEED();
+}
+
+TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothing acked is lost",
+          "[durability]") {
+  TempDir dir;
+  const std::string path = dir.file("data.log");
+  const std::vector<std::string> args = {"--data-file", path, "--fsync", "always"};
+  uint16_t port = 0;
+  auto server = start_server(args, &port);
+  // A file-size limit in the server makes its writes past 16 KiB fail with
+  // EFBIG (the server ignores SIGXFSZ), like a disk that is full.
+  rlimit small{16 * 1024, RLIM_INFINITY};
+  REQUIRE(::prlimit(server->pid(), RLIMIT_FSIZE, &small, nullptr) == 0);
+
+  std::atomic<std::size_t> acks{0};
+  Pump pump;
+  pump.key = "disk";
+  REQUIRE(pump.connect(port));
+  // Batches of 8 until the log fills up and the first failure comes back.
+  auto timestamp_of = [](std::size_t i) { return static_cast<int64_t>(i); };
+  auto value_of = [](std::size_t i) { return 0.5 * static_cast<double>(i); };
+  for (int batch = 0; batch < 1000 && pump.failures == 0; ++batch) {
+    REQUIRE(pump.put_batch(acks, timestamp_of, value_of, 8));
+  }
+  REQUIRE(pump.failures > 0);
+  CHECK(pump.other_answers == 0);
+  REQUIRE_FALSE(pump.acked.empty());
+
+  // While the log cannot be written, puts are refused and gets still work.
+  metrics::test::RawConnection c(port);
+  c.send("put refused 1 1\n");
+  CHECK(c.read_answers() == "error\nstorage failure\n\n");
+  std::string first;
+  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  c.send("get refused\n");
+  CHECK(c.read_answers() == "ok\n\n");
+
+  // Room again: the retry (once a second) makes the log writable.
+  rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  REQUIRE(::prlimit(server->pid(), RLIMIT_FSIZE, &unlimited, nullptr) == 0);
+  bool writable = wait_until([&] {
+    c.send("put after 2 2\n");
+    return c.read_answers() == "ok\n\n";
+  });
+  CHECK(writable);
+
+  ProcessResult killed = server->stop(SIGKILL);
+  CHECK_THAT(killed.err, Catch::Contains("write failed: File too large"));
+  CHECK_THAT(killed.err, Catch::Contains("writable again"));
+
+  server = start_server(args, &port);
+  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  INFO("first lost: " << first);
+  CHECK(stored(port, "after") == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(port, "refused").empty());
+  CHECK(server->stop(SIGTERM).exit_code == 0);
+}
+
+TEST_CASE("a second server on the same data file refuses to start", "[durability]") {
+  TempDir dir;
+  const std::string path = dir.file("data.log");
+  uint16_t port = 0;
+  auto first = start_server({"--data-file", path}, &port);
+  ProcessResult second = metrics::test::run_process(
+      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  CHECK(second.exit_code == 1);
+  CHECK_THAT(second.err, Catch::Contains("data file " + path +
+                                         " is locked: another metrics-server is using it"));
+  // The first one is unharmed.
+  metrics::Client client("127.0.0.1", port, 10.0);
+  client.put("k", 1.5, 1);
+  CHECK(stored(port, "k") == std::map<int64_t, double>{{1, 1.5}});
+  CHECK(first->stop(SIGTERM).exit_code == 0);
+}
+
+TEST_CASE("a data file corrupt in the middle stops the server unless --repair", "[durability]") {
+  TempDir dir;
+  const std::string path = dir.file("data.log");
+  uint16_t port = 0;
+  auto server = start_server({"--data-file", path}, &port);
+  {
+    metrics::Client client("127.0.0.1", port, 10.0);
+    client.put("a", 1, 1);
+    client.put("b", 2, 2);
+    client.put("c", 3, 3);
+  }
+  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+
+  std::string bytes = read_file(path);
+  const std::size_t middle = 8 + 25;  // the header, then record "a"
+  REQUIRE(bytes.size() == 8 + 3 * 25);
+  bytes[middle + 20] = static_cast<char>(bytes[middle + 20] ^ 0x01);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+
+  ProcessResult refused = metrics::test::run_process(
+      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.err, Catch::Contains("corrupt at byte offset " + std::to_string(middle)));
+  CHECK_THAT(refused.err, Catch::Contains("--repair"));
+
+  server = start_server({"--data-file", path, "--repair"}, &port);
+  CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 1.0}});
+  CHECK(stored(port, "b").empty());
+  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  ProcessResult repaired = server->stop(SIGTERM);
+  CHECK(repaired.exit_code == 0);
+  CHECK_THAT(repaired.err, Catch::Contains("repair: dropped 25 damaged bytes"));
+}
