@@ -492,6 +492,21 @@ TEST_CASE("values print exactly like Python's repr(float)", "[protocol][format][
       {1e23, "1e+23"},
       {3 * denorm_min, "1.5e-323"},
       {std::numeric_limits<double>::min() / 2, "1.1125369292536007e-308"},
+      // Either side of the fixed/scientific boundaries, 1e-4 and 1e16.
+      {std::nextafter(1e-4, 0.0), "9.999999999999999e-05"},
+      {-std::nextafter(1e-4, 0.0), "-9.999999999999999e-05"},
+      {std::nextafter(1e-4, 1.0), "0.00010000000000000002"},
+      {1e-4 * 3, "0.00030000000000000003"},
+      {6.103515625e-05, "6.103515625e-05"},
+      {9.5367431640625e-07, "9.5367431640625e-07"},
+      {std::nextafter(1e16, 0.0), "9999999999999998.0"},
+      {std::nextafter(1e16, 2e16), "1.0000000000000002e+16"},
+      {9007199254740994.0, "9007199254740994.0"},
+      {1e15 / 7, "142857142857142.84"},
+      {99999.99999999999, "99999.99999999999"},
+      {2.675, "2.675"},
+      {3e16, "3e+16"},
+      {7e22, "7e+22"},
   };
   for (const Row& row : rows) {
     INFO("value bits 0x" << std::hex << bits_of(row.value) << ", python says " << row.python);
