@@ -171,15 +171,18 @@ void Server::run() {
       log(errno_message("poll", errno));
       break;
     }
+    std::size_t reaped = 0;
     if (fds[1].revents != 0) {
       char drain[256];
       while (::read(wake_read_.get(), drain, sizeof drain) > 0) {
       }
-      reap_finished();
+      reaped = reap_finished();
     }
     if (stopping_.load()) break;
-    if (accept_backoff_ms_ > 0 && fds[1].revents == 0) {
-      // The back-off ran out: try accepting again.
+    if (accept_backoff_ms_ > 0 && (fds[1].revents == 0 || reaped > 0)) {
+      // The back-off ran out, or ended sessions freed descriptors: try
+      // accepting again. Waiting out the back-off after every wake-up would
+      // starve accept for as long as sessions keep ending.
       accept_ready();
     } else if (accept_backoff_ms_ == 0 && fds[0].revents != 0) {
       accept_ready();
@@ -311,7 +314,7 @@ void Server::finish(uint64_t id) {
   wake();
 }
 
-void Server::reap_finished() {
+std::size_t Server::reap_finished() {
   std::vector<std::unique_ptr<Session>> done;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -328,7 +331,8 @@ void Server::reap_finished() {
   for (auto& session : done) {
     if (session->thread.joinable()) session->thread.join();
   }
-  // Destroying `done` closes the sockets.
+  // Destroying `done` on return closes the sockets.
+  return done.size();
 }
 
 void Server::end_all_sessions() {

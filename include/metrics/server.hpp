@@ -163,7 +163,8 @@ class Server {
   void start_session(Fd fd, std::string peer);
   void serve(Session* session, uint64_t id);
   void finish(uint64_t id);
-  void reap_finished();
+  // Joins and closes the sessions that have ended; returns how many.
+  std::size_t reap_finished();
   void wait_wake(int timeout_ms);
   void wake();
   void end_all_sessions();
