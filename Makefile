@@ -25,7 +25,7 @@ PROGRAMS := $(SERVER) $(CLI) $(BENCH)
 
 obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all run test asan tsan bench install clean deps
+.PHONY: all run test asan tsan bench install clean deps soak fuzz fuzz-deps
 all: $(PROGRAMS)
 
 # Debian packages the build needs; installed with apt-get when missing.
@@ -83,6 +83,44 @@ asan:
 
 tsan:
 	$(MAKE) BUILD=build/tsan SANFLAGS="-fsanitize=thread" test
+
+# The soak (tests/soak/, docs/operations.md): N connections of random
+# traffic against a metrics-server it starts itself; e.g.
+# `make soak SOAK_ARGS="-n 1000 -t 5"` (the default is 10,000 for 60 s).
+SOAK      := $(BUILD)/metrics-soak
+SOAK_ARGS ?=
+$(SOAK): $(call obj,tests/soak/soak.cpp) $(LIB)
+	$(CXX) $^ -o $@ $(LDFLAGS)
+
+soak: $(SOAK) $(SERVER)
+	$(SOAK) --server $(SERVER) $(SOAK_ARGS)
+
+# libFuzzer targets (tests/fuzz/), built with clang; `make fuzz` runs each for
+# FUZZ_SECONDS from its seed corpus. A crash stops the run and leaves the
+# input in $(FUZZ_BUILD).
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 60
+FUZZ_BUILD    ?= build/fuzz
+FUZZ_TARGETS  := parse_request line_splitter answer
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev
+FUZZ_FLAGS    := -std=c++17 -O1 -g -Wall -Wextra -Werror -Iinclude \
+                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(FUZZ_BUILD)/%_fuzz: tests/fuzz/%_fuzz.cpp src/protocol.cpp include/metrics/protocol.hpp \
+                      include/metrics/sample.hpp | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) $< src/protocol.cpp -o $@
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(FUZZ_PACKAGES)"
+
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
 
 install: $(PROGRAMS) $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/metrics

@@ -1,0 +1,544 @@
+// Hardening: limits, bad peers and faults (issue 3, PROTOCOL.md "Limits and
+// bad peers"). Each test provokes one fault against a real server — in this
+// process, or a child metrics-server when memory, descriptors, CPU time or
+// signals of the server process itself are what is checked — and asserts the
+// server's observable outcome. Figures worth reporting (RSS growth, CPU
+// ratios, shutdown time) are printed on stderr as "[measure] ..." lines.
+#include <poll.h>
+#include <pthread.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.hpp"
+
+namespace {
+
+using metrics::Fd;
+using metrics::ServerOptions;
+using metrics::test::ChildProcess;
+using metrics::test::kDeadline;
+using metrics::test::RawConnection;
+using metrics::test::TestServer;
+using metrics::test::wait_until;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kWrongCommand = "error\nwrong command\n\n";
+constexpr std::string_view kTooMany = "error\ntoo many connections\n\n";
+
+// One "Name:   value kB" field of /proc/<pid>/status, or -1.
+long status_field(pid_t pid, const std::string& name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.compare(0, name.size() + 1, name + ":") == 0) {
+      return std::stol(line.substr(name.size() + 1));
+    }
+  }
+  return -1;
+}
+
+long rss_kib(pid_t pid) { return status_field(pid, "VmRSS"); }
+long thread_count(pid_t pid) { return status_field(pid, "Threads"); }
+
+// User plus system CPU time of a process, in seconds (/proc/<pid>/stat).
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name may hold spaces; fields are counted after its ')'.
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) {
+      stime = std::stoull(field);
+      break;
+    }
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Raises this process's soft descriptor limit to its hard limit and returns
+// the result, so tests that open many connections can size themselves.
+rlim_t raise_descriptor_limit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+// Bytes queued for reading on a socket.
+int readable_bytes(int fd) {
+  int n = 0;
+  ::ioctl(fd, FIONREAD, &n);
+  return n;
+}
+
+// Whether the peer has closed `fd` (end of stream or reset), waiting at most
+// `timeout_ms` for it. Any bytes that arrive meanwhile are discarded.
+bool closed_by_peer(int fd, int timeout_ms) {
+  auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+    if (left.count() < 0) return false;
+    char buf[4096];
+    long n = metrics::recv_some(fd, buf, sizeof buf, left);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+  }
+}
+
+// A metrics-server child process listening on 127.0.0.1 at a free port;
+// killed by PID when the test ends. `prefix` runs before the server binary
+// (e.g. prlimit), which it must exec so the PID stays the server's.
+struct ChildServer {
+  explicit ChildServer(std::vector<std::string> options = {},
+                       std::vector<std::string> prefix = {})
+      : process(command(std::move(options), std::move(prefix))),
+        port(metrics::test::port_from_listening_line(
+            process.wait_for_stderr_line("listening on"))) {}
+
+  static std::vector<std::string> command(std::vector<std::string> options,
+                                          std::vector<std::string> prefix) {
+    std::vector<std::string> argv = std::move(prefix);
+    argv.push_back(metrics::test::server_binary());
+    argv.push_back("127.0.0.1");
+    argv.push_back("0");
+    argv.insert(argv.end(), options.begin(), options.end());
+    return argv;
+  }
+
+  pid_t pid() const { return process.pid(); }
+
+  ChildProcess process;
+  uint16_t port;
+};
+
+// The largest buffer size in /proc/sys/net/ipv4/NAME ("min default max").
+long tcp_buffer_max(const std::string& name) {
+  std::ifstream in("/proc/sys/net/ipv4/" + name);
+  long min = 0, def = 0, max = 0;
+  in >> min >> def >> max;
+  return max > 0 ? max : 16 << 20;
+}
+
+// Puts `count` samples under `keys` keys directly into a storage.
+void fill(metrics::Storage& storage, int keys, int samples_per_key) {
+  for (int k = 0; k < keys; ++k) {
+    std::string key = "key" + std::to_string(k);
+    for (int t = 0; t < samples_per_key; ++t) storage.put(key, t, t * 0.5);
+  }
+}
+
+// Sends `requests` puts of distinct keys on `c` and checks each is answered ok.
+void put_and_check(RawConnection& c, const std::string& prefix, int requests) {
+  std::string batch;
+  for (int i = 0; i < requests; ++i) {
+    batch += "put " + prefix + std::to_string(i) + " " + std::to_string(i) + " 1\n";
+  }
+  c.send(batch);
+  std::string expected;
+  for (int i = 0; i < requests; ++i) expected += "ok\n\n";
+  REQUIRE(c.read_answers(static_cast<std::size_t>(requests)) == expected);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Limits
+
+// PROTOCOL.md, Limits: a line over the limit gets one wrong-command answer,
+// is discarded without being buffered, and the session goes on.
+TEST_CASE("a 100 MB request line gets one wrong command and leaves the server's memory as it was",
+          "[hardening][limits]") {
+  ChildServer server;
+  RawConnection c(server.port);
+  put_and_check(c, "warm", 10);
+  long before = rss_kib(server.pid());
+  REQUIRE(before > 0);
+
+  const std::string chunk(1 << 20, 'x');
+  c.send("put ");
+  long peak = before;
+  for (int i = 0; i < 100; ++i) {
+    c.send(chunk);
+    if (i % 10 == 9) peak = std::max(peak, rss_kib(server.pid()));
+  }
+  c.send(" 1 1\nget warm0\n");
+  CHECK(c.read_answers(2) == std::string(kWrongCommand) + "ok\nwarm0 0.0 1\n\n");
+  long after = rss_kib(server.pid());
+  peak = std::max(peak, after);
+  std::fprintf(stderr, "[measure] 100 MB line: server RSS %ld KiB before, %ld KiB peak, %ld KiB after\n",
+               before, peak, after);
+  CHECK(peak - before < 8 * 1024);
+}
+
+TEST_CASE("past the connection limit a new connection reads too many connections and EOF",
+          "[hardening][limits]") {
+  ServerOptions options;
+  options.max_connections = 3;
+  TestServer server(options);
+  std::vector<std::unique_ptr<RawConnection>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<RawConnection>(server.port()));
+    put_and_check(*open.back(), "c" + std::to_string(i) + "_", 1);
+  }
+
+  SECTION("when the refused client sends nothing") {
+    RawConnection fourth(server.port());
+    CHECK(fourth.read_until_close() == kTooMany);
+  }
+  SECTION("when the refused client has already sent a request") {
+    RawConnection fourth(server.port());
+    fourth.send("get *\n");
+    CHECK(fourth.read_until_close() == kTooMany);
+  }
+
+  // Existing sessions are untouched, and the refusal is counted and logged.
+  for (auto& c : open) put_and_check(*c, "again", 2);
+  CHECK(server.server().refused_count() == 1);
+  bool logged = false;
+  for (const std::string& line : server.server().session_count() == 3 ? server.log_lines()
+                                                                      : std::vector<std::string>{}) {
+    if (line.find("refused") != std::string::npos &&
+        line.find("too many connections") != std::string::npos) {
+      logged = true;
+    }
+  }
+  CHECK(logged);
+
+  // A freed slot is usable again.
+  open.pop_back();
+  REQUIRE(wait_until([&] { return server.server().session_count() == 2; }));
+  RawConnection next(server.port());
+  put_and_check(next, "next", 1);
+}
+
+TEST_CASE("the idle timeout closes idle and slow-loris clients but not active ones",
+          "[hardening][limits]") {
+  ServerOptions options;
+  options.idle_timeout_seconds = 0.3;
+  TestServer server(options);
+
+  SECTION("a client that sends nothing is closed") {
+    RawConnection idle(server.port());
+    auto start = Clock::now();
+    CHECK(idle.read_until_close().empty());
+    // Never before its time: the limit is a lower bound by construction.
+    CHECK(Clock::now() - start >= std::chrono::milliseconds(250));
+  }
+  SECTION("a client trickling a line that never ends is closed") {
+    RawConnection loris(server.port());
+    bool closed = false;
+    // One byte every 50 ms keeps the socket busy well inside the 0.3 s
+    // receive timeout; only the "no complete request" rule can close it.
+    for (int i = 0; i < 200 && !closed; ++i) {
+      if (::send(loris.fd(), "g", 1, MSG_NOSIGNAL) != 1) {
+        closed = true;
+        break;
+      }
+      closed = closed_by_peer(loris.fd(), 50);
+    }
+    CHECK(closed);
+  }
+  SECTION("a client completing a request more often than the timeout stays open") {
+    RawConnection active(server.port());
+    // About 1.2 s, four times the timeout, one request every 100 ms.
+    for (int i = 0; i < 12; ++i) {
+      put_and_check(active, "active" + std::to_string(i) + "_", 1);
+      CHECK_FALSE(closed_by_peer(active.fd(), 100));
+    }
+    put_and_check(active, "last", 1);
+  }
+  CHECK(wait_until([&] { return server.server().session_count() <= 1; }));
+}
+
+// ---------------------------------------------------------------------------
+// Peers that go away
+
+TEST_CASE("a client that goes away at any moment ends only its own session",
+          "[hardening][faults]") {
+  // In this process, whose SIGPIPE is not ignored: a send without
+  // MSG_NOSIGNAL to a vanished peer would kill the test binary.
+  TestServer server;
+  fill(server.storage(), 200, 500);  // a get * answer of a few MB
+  RawConnection witness(server.port());
+  put_and_check(witness, "w", 1);
+
+  SECTION("it closes in the middle of a line") {
+    RawConnection c(server.port());
+    c.send("put half 1");
+  }
+  SECTION("it closes in the middle of a get * answer") {
+    RawConnection c(server.port());
+    c.send("get *\n");
+    REQUIRE(wait_until([&] { return readable_bytes(c.fd()) > 0; }));
+  }
+  SECTION("it resets the connection (SO_LINGER 0) in the middle of a get * answer") {
+    RawConnection c(server.port());
+    c.send("get *\nget *\nget *\n");
+    REQUIRE(wait_until([&] { return readable_bytes(c.fd()) > 0; }));
+    c.reset();
+  }
+  SECTION("it resets the connection before the server has read its request") {
+    RawConnection c(server.port());
+    c.send("get *\n");
+    c.reset();
+  }
+
+  REQUIRE(wait_until([&] { return server.server().session_count() == 1; }));
+  put_and_check(witness, "after", 3);
+  RawConnection fresh(server.port());
+  fresh.send("get w0\n");
+  CHECK(fresh.read_answers() == "ok\nw0 0.0 1\n\n");
+  CHECK(server.storage().key_count() == 200 + 1 + 3);  // "put half 1" stored nothing
+}
+
+// PROTOCOL.md, Fine print: after a half-close every complete line is
+// answered, the unterminated tail is dropped, and the server closes.
+TEST_CASE("after a half-close the client still gets every answer and then EOF",
+          "[hardening][faults]") {
+  TestServer server;
+  RawConnection c(server.port());
+  c.send("put a 1 1\nget a\nget a");
+  c.shutdown_write();
+  CHECK(c.read_until_close() == "ok\n\nok\na 1.0 1\n\n");
+}
+
+TEST_CASE("signals interrupting every thread of the server do not disturb a session",
+          "[hardening][faults]") {
+  // A handler without SA_RESTART makes a blocking call (poll, accept, recv,
+  // send, including those bounded by SO_RCVTIMEO) fail with EINTR whenever a
+  // signal lands on its thread.
+  struct sigaction action {};
+  struct sigaction previous {};
+  action.sa_handler = [](int) {};
+  sigemptyset(&action.sa_mask);
+  REQUIRE(::sigaction(SIGUSR1, &action, &previous) == 0);
+  {
+    TestServer server;
+    fill(server.storage(), 50, 200);
+    std::atomic<bool> done{false};
+    std::atomic<long> signals{0};
+    std::thread bomber([&] {
+      const pid_t self = ::getpid();
+      const pid_t bomber_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+      while (!done.load()) {
+        DIR* dir = ::opendir("/proc/self/task");
+        if (dir == nullptr) break;
+        while (dirent* entry = ::readdir(dir)) {
+          pid_t tid = static_cast<pid_t>(std::atol(entry->d_name));
+          if (tid <= 0 || tid == bomber_tid) continue;
+          if (::syscall(SYS_tgkill, self, tid, SIGUSR1) == 0) ++signals;
+        }
+        ::closedir(dir);
+        std::this_thread::yield();
+      }
+    });
+    std::string expected_get;
+    for (int t = 0; t < 200; ++t) {
+      expected_get += "key7 " + metrics::format_value(t * 0.5) + " " + std::to_string(t) + "\n";
+    }
+    for (int round = 0; round < 100; ++round) {
+      RawConnection c(server.port());
+      put_and_check(c, "r" + std::to_string(round) + "_", 5);
+      c.send("get key7\n");
+      REQUIRE(c.read_answers() == "ok\n" + expected_get + "\n");
+    }
+    done.store(true);
+    bomber.join();
+    std::fprintf(stderr, "[measure] EINTR test: %ld signals delivered to the server's threads\n",
+                 signals.load());
+    CHECK(signals.load() > 100);
+    CHECK(server.storage().key_count() == 50 + 100 * 5);
+  }
+  ::sigaction(SIGUSR1, &previous, nullptr);
+}
+
+TEST_CASE("a client that never reads its answers blocks only its own session",
+          "[hardening][faults]") {
+  // PROTOCOL.md, Fine print: one client can never stall another.
+  TestServer server;
+  fill(server.storage(), 500, 100);
+  RawConnection probe(server.port());
+  probe.send("get *\n");
+  const std::string one = probe.read_answers();  // about 750 KB
+
+  // More answer bytes than the socket buffers of both ends can ever hold, so
+  // the session's send blocks until the client reads.
+  const long buffers = tcp_buffer_max("tcp_rmem") + tcp_buffer_max("tcp_wmem");
+  const std::size_t gets = 2 * static_cast<std::size_t>(buffers) / one.size() + 2;
+  RawConnection stalled(server.port());
+  std::string requests;
+  for (std::size_t i = 0; i < gets; ++i) requests += "get *\n";
+  stalled.send(requests);
+  REQUIRE(wait_until([&] { return readable_bytes(stalled.fd()) > 0; }));
+
+  // Meanwhile another client is served.
+  RawConnection other(server.port());
+  put_and_check(other, "other", 100);
+  other.send("get other99\n");
+  CHECK(other.read_answers() == "ok\nother99 99.0 1\n\n");
+
+  // The stalled session was only waiting: its first answer is intact (the
+  // other client's keys, stored later, may only follow the original ones).
+  const std::string first = stalled.read_answers();
+  CHECK(first.compare(0, one.size() - 1, one, 0, one.size() - 1) == 0);
+  stalled.reset();
+  CHECK(wait_until([&] { return server.server().session_count() == 2; }));
+}
+
+TEST_CASE("a get * over a million samples does not hold up other clients' puts",
+          "[hardening][faults]") {
+  TestServer server;
+  fill(server.storage(), 1000, 1000);
+  REQUIRE(server.storage().sample_count() == 1000000);
+  RawConnection reader(server.port());
+  RawConnection writer(server.port());
+
+  reader.send("get *\n");
+  REQUIRE(wait_until([&] { return readable_bytes(reader.fd()) > 0; }));
+  // The reader reads nothing: its answer stops in mid-stream while the
+  // writer's puts are answered.
+  put_and_check(writer, "during", 50);
+  // Then it reads a little, slowly...
+  char buf[4096];
+  for (int i = 0; i < 16; ++i) {
+    REQUIRE(metrics::recv_some(reader.fd(), buf, sizeof buf, kDeadline) > 0);
+    put_and_check(writer, "slow" + std::to_string(i) + "_", 2);
+  }
+  // ...and vanishes with a reset.
+  reader.reset();
+  REQUIRE(wait_until([&] { return server.server().session_count() == 1; }));
+  put_and_check(writer, "after", 10);
+  writer.send("get during49\n");
+  CHECK(writer.read_answers() == "ok\nduring49 49.0 1\n\n");
+}
+
+// ---------------------------------------------------------------------------
+// Resources of the server process
+
+TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts again",
+          "[hardening][faults]") {
+  // 40 descriptors: stdio, the listener and the wake pipe leave room for
+  // about 34 sessions; the connections past them wait in the backlog.
+  ChildServer server({}, {"/usr/bin/prlimit", "--nofile=40:40"});
+  const int kConnections = 50;
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < kConnections; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(server.port));
+  }
+  server.process.wait_for_stderr_line("Too many open files");
+
+  // Existing sessions still answer.
+  put_and_check(*conns[0], "first", 3);
+
+  // It waits without spinning: CPU time over a one-second window.
+  double cpu_before = cpu_seconds(server.pid());
+  auto wall_before = Clock::now();
+  ::poll(nullptr, 0, 1000);  // a measurement window, not a synchronisation
+  double wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
+  double ratio = (cpu_seconds(server.pid()) - cpu_before) / wall;
+  std::fprintf(stderr, "[measure] EMFILE back-off: server CPU %.1f%% of one core over %.2f s\n",
+               ratio * 100, wall);
+  CHECK(ratio < 0.5);
+
+  // A connection still in the backlog asks; closing early sessions frees
+  // descriptors and it is accepted and answered.
+  conns.back()->send("put last 1 1\n");
+  for (int i = 0; i < 20; ++i) conns[static_cast<std::size_t>(i)].reset();
+  CHECK(conns.back()->read_answers() == "ok\n\n");
+  for (int i = 20; i < kConnections; ++i) {
+    put_and_check(*conns[static_cast<std::size_t>(i)], "later" + std::to_string(i) + "_", 1);
+  }
+}
+
+TEST_CASE("a session thread that cannot be started closes that one connection only",
+          "[hardening][faults]") {
+  // Makes pthread_create fail for real: new threads of this process get a
+  // stack larger than the address space until the guard restores the
+  // default.
+  struct StackGuard {
+    StackGuard() {
+      pthread_attr_t attr;
+      ::pthread_getattr_default_np(&attr);
+      ::pthread_attr_getstacksize(&attr, &saved);
+      ::pthread_attr_destroy(&attr);
+    }
+    ~StackGuard() { metrics::set_default_thread_stack_size(saved); }
+    std::size_t saved = 0;
+  };
+
+  TestServer server;
+  RawConnection before(server.port());
+  put_and_check(before, "before", 1);
+  {
+    StackGuard guard;
+    metrics::set_default_thread_stack_size(std::size_t{1} << 47);
+    RawConnection refused(server.port());
+    CHECK(refused.read_until_close() == "error\nserver out of resources\n\n");
+  }
+  CHECK(server.server().refused_count() == 1);
+  bool logged = false;
+  for (const std::string& line : server.log_lines()) {
+    if (line.find("cannot start a session thread") != std::string::npos) logged = true;
+  }
+  CHECK(logged);
+  put_and_check(before, "still", 2);
+  RawConnection after(server.port());
+  put_and_check(after, "after", 2);
+}
+
+TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
+          "[hardening][signals]") {
+  rlim_t limit = raise_descriptor_limit();
+  const int kClients = limit >= 1200 ? 1000 : static_cast<int>(limit) - 200;
+  REQUIRE(kClients > 0);
+  ChildServer server;
+  std::vector<Fd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(metrics::connect_tcp("127.0.0.1", server.port, kDeadline));
+  }
+  // Every client has its session thread (plus the accept and signal threads).
+  REQUIRE(wait_until([&] { return thread_count(server.pid()) >= kClients + 2; }));
+  long rss = rss_kib(server.pid());
+
+  auto start = Clock::now();
+  metrics::test::ProcessResult result = server.process.stop(SIGTERM);
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::fprintf(stderr,
+               "[measure] SIGTERM with %d idle clients: exit after %.3f s (server RSS was %ld KiB)\n",
+               kClients, seconds, rss);
+  CHECK(result.exit_code == 0);
+  CHECK(result.err.find("closing " + std::to_string(kClients) + " session(s)") !=
+        std::string::npos);
+  CHECK(result.err.find("stopped") != std::string::npos);
+  CHECK(seconds < 10);
+  for (Fd& fd : clients) REQUIRE(closed_by_peer(fd.get(), 1000));
+}
+
+TEST_CASE("SIGPIPE sent to the server does not kill it", "[hardening][signals]") {
+  ChildServer server;
+  REQUIRE(::kill(server.pid(), SIGPIPE) == 0);
+  RawConnection c(server.port);
+  put_and_check(c, "alive", 1);
+  CHECK(server.process.stop(SIGINT).exit_code == 0);
+}
