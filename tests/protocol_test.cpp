@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -542,6 +543,64 @@ TEST_CASE("every printed value reads back to the same double", "[protocol][forma
     ++checked;
   }
   CHECK(checked > 5000);
+}
+
+namespace {
+
+// The significant digits of a printed value: the mantissa's digits without
+// leading zeros and without the trailing zeros that only pad the layout.
+std::string significant_digits(std::string_view text) {
+  std::string digits;
+  for (char c : text.substr(0, text.find('e'))) {
+    if (c >= '0' && c <= '9') digits.push_back(c);
+  }
+  digits.erase(0, digits.find_first_not_of('0'));
+  digits.erase(digits.find_last_not_of('0') + 1);
+  return digits;
+}
+
+}  // namespace
+
+TEST_CASE("every printed value has the fewest digits and Python's layout",
+          "[protocol][format][value]") {
+  // PROTOCOL.md "Responses": the shortest text that reads back to the same
+  // double, fixed notation exactly when the decimal exponent is in [-4, 16).
+  // Both are checked independently of the printer: the layout by magnitude
+  // (1e-4 and 1e16 are doubles, so no other double's shortest digits reach
+  // them), and shortness by printf rounding x to one digit fewer, which must
+  // then read back to a different double. Powers of two are skipped there,
+  // as the closer neighbour of x below them is nearer than the one above.
+  std::mt19937_64 random(1503319739);
+  int checked = 0;
+  for (int i = 0; i < 4000; ++i) {
+    uint64_t bits = random();
+    if (i % 2 == 1) {
+      uint64_t exponent = 1003 + (bits >> 52) % 80;
+      bits = (bits & 0x800fffffffffffffULL) | (exponent << 52);
+    }
+    double x = double_from_bits(bits);
+    if (!std::isfinite(x) || x == 0) continue;
+    std::string text = metrics::format_value(x);
+    INFO("bits 0x" << std::hex << bits << " printed " << text);
+    const bool scientific = std::fabs(x) < 1e-4 || std::fabs(x) >= 1e16;
+    CHECK((text.find('e') != std::string::npos) == scientific);
+    if (!scientific) {
+      // At least one digit after the point, and no exponent.
+      REQUIRE(text.find('.') != std::string::npos);
+      CHECK(text.back() != '.');
+    }
+    std::size_t n = significant_digits(text).size();
+    REQUIRE(n >= 1);
+    REQUIRE(n <= 17);
+    if (n >= 2 && (bits & 0x000fffffffffffffULL) != 0) {
+      char shorter[64];
+      std::snprintf(shorter, sizeof shorter, "%.*e", static_cast<int>(n) - 2, x);
+      INFO("one digit fewer: " << shorter);
+      CHECK(std::strtod(shorter, nullptr) != x);
+    }
+    ++checked;
+  }
+  CHECK(checked > 3000);
 }
 
 // ---------------------------------------------------------------------------
