@@ -142,6 +142,22 @@ std::string check_put_key(std::string_view key) {
 }
 
 void append_value(std::string* out, double value) {
+  // The common case first, in one pass: Python uses fixed notation exactly
+  // when the decimal exponent of the shortest digits is in [-4, 16), that is
+  // for zero and for 1e-4 <= |value| < 1e16 (1e16 is a double, so no value
+  // below it has shortest digits reaching it; values at the lower boundary
+  // compare against the double nearest 1e-4, whose shortest digits are
+  // "0.0001"). There the shortest fixed form has the same digits, and lacks
+  // only the ".0" of a whole number. Answering a large get is mostly this.
+  const double magnitude = std::fabs(value);
+  if (magnitude == 0 || (magnitude >= 1e-4 && magnitude < 1e16)) {
+    char fixed[64];
+    auto end = std::to_chars(fixed, fixed + sizeof fixed, value, std::chars_format::fixed).ptr;
+    std::string_view text(fixed, static_cast<std::size_t>(end - fixed));
+    out->append(text);
+    if (text.find('.') == std::string_view::npos) out->append(".0");
+    return;
+  }
   // Shortest round-trip digits in scientific form, e.g. "1.2345e+17",
   // "-5e-324", "0e+00". Python's repr uses the same digits and only chooses
   // between fixed and scientific layout by the decimal exponent.
