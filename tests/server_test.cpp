@@ -10,7 +10,6 @@
 
 #include <catch2/catch.hpp>
 #include <exception>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -433,8 +432,8 @@ struct ServerProcess {
 
 TEST_CASE("metrics-server prints its real address and serves on it", "[server][binary]") {
   ServerProcess server({"127.0.0.1", "0"});
-  CHECK(std::regex_match(server.listening_line, std::regex("listening on 127\\.0\\.0\\.1:[0-9]+")));
   REQUIRE(server.port != 0);
+  CHECK(server.listening_line == "listening on 127.0.0.1:" + std::to_string(server.port));
   {
     RawConnection c(server.port);
     CHECK(ask(c, "put palm.cpu 10.5 1501864247\n") == "ok\n\n");
