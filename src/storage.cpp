@@ -33,15 +33,27 @@ bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog&
   return true;
 }
 
-void Storage::put_locked(std::string_view key, int64_t timestamp, double value) {
-  auto found = index_.find(key);
-  Entry* entry;
-  if (found != index_.end()) {
-    entry = &entries_[found->second];
-  } else {
-    entry = &entries_.emplace_back(Entry{std::string(key), {}});
-    index_.emplace(std::string_view(entry->key), entries_.size() - 1);
+void Storage::put_many(const std::vector<KeyedSample>& puts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry* entry = nullptr;
+  for (const KeyedSample& p : puts) {
+    if (entry == nullptr || entry->key != p.key) entry = find_or_add_locked(p.key);
+    std::size_t before = entry->samples.size();
+    insert_sample(&entry->samples, p.timestamp, p.value);
+    sample_count_ += entry->samples.size() - before;
   }
+}
+
+Storage::Entry* Storage::find_or_add_locked(std::string_view key) {
+  auto found = index_.find(key);
+  if (found != index_.end()) return &entries_[found->second];
+  Entry* entry = &entries_.emplace_back(Entry{std::string(key), {}});
+  index_.emplace(std::string_view(entry->key), entries_.size() - 1);
+  return entry;
+}
+
+void Storage::put_locked(std::string_view key, int64_t timestamp, double value) {
+  Entry* entry = find_or_add_locked(key);
   std::size_t before = entry->samples.size();
   insert_sample(&entry->samples, timestamp, value);
   sample_count_ += entry->samples.size() - before;

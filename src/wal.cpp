@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -158,7 +159,8 @@ class Mapping {
  public:
   Mapping(int fd, std::size_t size) : size_(size) {
     if (size == 0) return;
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    // MAP_POPULATE maps every page in one call instead of one fault each.
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) throw_errno("mmap");
     data_ = p;
     ::madvise(data_, size, MADV_SEQUENTIAL);
@@ -334,9 +336,72 @@ void Wal::replay() {
   LogScan scan;
   {
     Mapping mapping(fd, size);
-    scan = scan_log(mapping.bytes(), options_.repair, [this](const LogRecord& r) {
-      storage_.put(r.key, r.timestamp, r.value);
+    // A second thread checks and decodes the records while this one applies
+    // them, in batches, each under one hold of the storage lock: on two
+    // cores a replay costs about what applying alone costs. The batches'
+    // keys point into the mapping, which outlives both threads.
+    constexpr std::size_t kBatch = 4096;
+    constexpr std::size_t kInFlight = 8;
+    using Batch = std::vector<Storage::KeyedSample>;
+    std::mutex queue_mu;
+    std::condition_variable queue_cv;
+    std::deque<Batch> full;    // guarded by queue_mu
+    std::vector<Batch> spare;  // guarded by queue_mu
+    bool scanned = false;      // guarded by queue_mu
+    bool abandoned = false;    // guarded by queue_mu
+    std::thread scanner([&] {
+      Batch batch;
+      batch.reserve(kBatch);
+      auto hand_over = [&] {
+        std::unique_lock<std::mutex> lock(queue_mu);
+        queue_cv.wait(lock, [&] { return full.size() < kInFlight || abandoned; });
+        if (!abandoned) {
+          full.push_back(std::move(batch));
+          batch = Batch();
+          if (!spare.empty()) {
+            batch.swap(spare.back());
+            spare.pop_back();
+          }
+          queue_cv.notify_all();
+        }
+        batch.clear();
+        batch.reserve(kBatch);
+      };
+      scan = scan_log(mapping.bytes(), options_.repair, [&](const LogRecord& r) {
+        batch.push_back(Storage::KeyedSample{r.key, r.timestamp, r.value});
+        if (batch.size() == kBatch) hand_over();
+      });
+      if (!batch.empty()) hand_over();
+      std::lock_guard<std::mutex> lock(queue_mu);
+      scanned = true;
+      queue_cv.notify_all();
     });
+    try {
+      for (;;) {
+        Batch batch;
+        {
+          std::unique_lock<std::mutex> lock(queue_mu);
+          queue_cv.wait(lock, [&] { return !full.empty() || scanned; });
+          if (full.empty()) break;
+          batch = std::move(full.front());
+          full.pop_front();
+          queue_cv.notify_all();
+        }
+        storage_.put_many(batch);
+        batch.clear();
+        std::lock_guard<std::mutex> lock(queue_mu);
+        spare.push_back(std::move(batch));
+      }
+    } catch (...) {
+      {
+        std::lock_guard<std::mutex> lock(queue_mu);
+        abandoned = true;
+      }
+      queue_cv.notify_all();
+      scanner.join();
+      throw;
+    }
+    scanner.join();
   }
   if (!scan.header_ok) {
     throw std::runtime_error("data file " + path +

@@ -53,6 +53,19 @@ class Storage {
   // wins). Returns false, storing nothing, if the log refuses the put.
   bool put(std::string_view key, int64_t timestamp, double value, PutLog& log, uint64_t* ticket);
 
+  // One put of a batch; `key` must stay valid for the put_many call.
+  struct KeyedSample {
+    std::string_view key;
+    int64_t timestamp;
+    double value;
+  };
+
+  // Applies `puts` in order, as put() one at a time would, under one hold of
+  // the lock; a run of puts to one key looks the key up once. For bulk
+  // loading (the log's replay): keep batches to a few thousand puts so the
+  // lock is held briefly.
+  void put_many(const std::vector<KeyedSample>& puts);
+
   // Number of distinct keys stored so far. Keys are never removed, so indexes
   // below this stay valid.
   std::size_t key_count() const;
@@ -83,6 +96,10 @@ class Storage {
 
   // REQUIRES: mu_ held.
   void put_locked(std::string_view key, int64_t timestamp, double value);
+
+  // The entry of `key`, created (after every existing key) if it is new.
+  // REQUIRES: mu_ held.
+  Entry* find_or_add_locked(std::string_view key);
 
   // REQUIRES: mu_ held.
   static void insert_sample(std::vector<Sample>* samples, int64_t timestamp, double value);
