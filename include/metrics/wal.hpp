@@ -239,9 +239,9 @@ class Wal : public PutLog {
   mutable std::mutex log_mu_;
 
   // Serialises everything that writes, syncs, truncates or replaces the
-  // file. It is the one lock held across I/O, on purpose: waiting for it is
-  // how sessions queue for group commit. Nothing that applies a put or serves
-  // a get ever waits for it.
+  // file: the leading commit(), the syncer's retry, a compaction's switch.
+  // It is the one lock held across I/O, on purpose; nothing that applies a
+  // put or serves a get ever waits for it.
   std::mutex io_mu_;
   std::mutex compact_mu_;  // one compaction at a time
   std::string spare_;  // guarded by io_mu_: a batch buffer kept for reuse
@@ -250,6 +250,8 @@ class Wal : public PutLog {
   // never across I/O (log_put takes it under the storage lock).
   mutable std::mutex mu_;
   std::condition_variable wake_;              // threads' sleep; stop_
+  std::condition_variable written_;           // a leading commit() finished
+  bool leading_ = false;                      // guarded by mu_: a commit() is writing
   std::shared_ptr<Fd> file_;                  // guarded by mu_ (replaced under io_mu_ too)
   uint64_t file_size_ = 0;                    // guarded by mu_ and io_mu_ (written under both)
   std::string buffer_;                        // guarded by mu_: records after file_size_
