@@ -1,0 +1,112 @@
+// Tests of metrics-bench run as a process: that it loads a real server with
+// the requests it claims, and that a wrong, missing or unreachable answer
+// fails the run instead of inflating its numbers.
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "test_util.hpp"
+
+using Catch::Matchers::Contains;
+using metrics::test::FakeServer;
+using metrics::test::ProcessResult;
+using metrics::test::RefusedPort;
+using metrics::test::reply;
+using metrics::test::TestServer;
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// metrics-bench is built next to metrics-server (METRICS_SERVER_BIN).
+std::string bench_binary() {
+  std::string path = metrics::test::server_binary();
+  std::size_t slash = path.rfind('/');
+  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
+         "metrics-bench";
+}
+
+ProcessResult bench(uint16_t port, std::vector<std::string> args) {
+  args.insert(args.begin(), {bench_binary(), "--port", std::to_string(port)});
+  return metrics::test::run_process(args);
+}
+
+}  // namespace
+
+TEST_CASE("metrics-bench stores one new sample per put it counts", "[bench]") {
+  TestServer server;
+  ProcessResult r = bench(server.port(), {"-c", "3", "-n", "200", "-P", "8", "--keys", "5"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("200 answered right, 0 failed"));
+  CHECK(server.storage().sample_count() == 200);
+  CHECK(server.storage().key_count() == 5);
+}
+
+TEST_CASE("metrics-bench gets preloaded samples and checks each answer", "[bench]") {
+  TestServer server;
+  ProcessResult r = bench(server.port(), {"--mode", "get", "--keys", "3", "--samples-per-key",
+                                          "10", "-c", "2", "-n", "30", "-P", "4"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("30 answered right, 0 failed"));
+  CHECK(server.storage().key_count() == 3);
+  CHECK(server.storage().sample_count() == 30);
+}
+
+TEST_CASE("metrics-bench checks 'get *' while background puts leave the data unchanged",
+          "[bench]") {
+  TestServer server;
+  ProcessResult r = bench(server.port(), {"--mode", "get-all", "--keys", "4", "--samples-per-key",
+                                          "5", "-c", "1", "-n", "20", "--background", "2"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("20 answered right, 0 failed"));
+  CHECK(server.storage().sample_count() == 20);
+}
+
+TEST_CASE("metrics-bench counts a wrong answer and exits 1", "[bench]") {
+  FakeServer fake({reply("ok\n\n"), reply("error\nwrong command\n\n")});
+  ProcessResult r = bench(fake.port(), {"-c", "1", "-n", "2", "-P", "1"});
+  CHECK(r.exit_code == kExitFailure);
+  CHECK_THAT(r.out, Contains("1 answered right, 1 failed"));
+  CHECK_THAT(r.err, Contains("wrong answer"));
+}
+
+TEST_CASE("metrics-bench counts a missing answer as failed after its timeout", "[bench]") {
+  FakeServer fake({reply("ok\n\n")});  // the second put is never answered
+  ProcessResult r = bench(fake.port(), {"-c", "1", "-n", "2", "-P", "1", "--timeout", "0.3"});
+  CHECK(r.exit_code == kExitFailure);
+  CHECK_THAT(r.out, Contains("1 answered right, 1 failed"));
+  CHECK_THAT(r.err, Contains("timed out"));
+}
+
+TEST_CASE("metrics-bench takes Redis-style answers only with --protocol redis", "[bench]") {
+  // A metrics server answers the HSET lines "error\nwrong command\n\n".
+  TestServer server;
+  ProcessResult r = bench(server.port(), {"--protocol", "redis", "-c", "1", "-n", "3"});
+  CHECK(r.exit_code == kExitFailure);
+  CHECK(server.storage().sample_count() == 0);
+
+  FakeServer fake({reply(":1\r\n"), reply(":0\r\n")});
+  ProcessResult redis = bench(fake.port(), {"--protocol", "redis", "-c", "1", "-n", "2"});
+  INFO(redis.err);
+  CHECK(redis.exit_code == 0);
+  CHECK_THAT(fake.received(), Contains("HSET bench:0 1500000000 "));
+}
+
+TEST_CASE("metrics-bench reports a server it cannot reach and exits 1", "[bench]") {
+  RefusedPort refused;
+  ProcessResult r = bench(refused.port(), {"-c", "1", "-n", "1"});
+  CHECK(r.exit_code == kExitFailure);
+  CHECK_THAT(r.err, Contains("connect 127.0.0.1:" + std::to_string(refused.port())));
+}
+
+TEST_CASE("metrics-bench rejects bad options before connecting", "[bench]") {
+  RefusedPort refused;
+  CHECK(bench(refused.port(), {"--mode", "delete"}).exit_code == kExitUsage);
+  CHECK(bench(refused.port(), {"--protocol", "redis", "--mode", "get"}).exit_code == kExitUsage);
+  CHECK(bench(refused.port(), {"--background", "2"}).exit_code == kExitUsage);
+  CHECK(bench(refused.port(), {"-n", "0"}).exit_code == kExitUsage);
+}
