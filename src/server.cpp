@@ -71,8 +71,10 @@ void Output::append_provisional(std::string_view answer, std::string_view if_fai
 }
 
 void Output::settle() {
-  uint64_t settled = handler_->settle(provisional_.back().ticket);
-  if (settled < provisional_.back().ticket) {
+  // Without a handler there is nothing to wait for: every answer stands.
+  const uint64_t last = provisional_.back().ticket;
+  const uint64_t settled = handler_ != nullptr ? handler_->settle(last) : last;
+  if (settled < last) {
     std::string rewritten;
     rewritten.reserve(buffer_.size());
     std::size_t copied = 0;
