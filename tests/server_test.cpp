@@ -216,6 +216,9 @@ TEST_CASE("a client that disconnects mid-answer leaves the server serving others
     loader.send(puts);
     loader.read_answers(2000);
   }
+  // The loader's session ends on its own time; wait, so the counts below
+  // are exact.
+  REQUIRE(wait_until([&] { return server.server().session_count() == 0; }));
   RawConnection other(server.port());
   CHECK(ask(other, "put other 1 1\n") == "ok\n\n");
   {
