@@ -78,8 +78,12 @@ test: $(TESTS) $(PROGRAMS)
 bench: $(BENCH) $(NOOP) $(SERVER)
 	BUILD=$(BUILD) bench/run.sh
 
+# UBSan's vptr check is left out: on each type-cache miss it opens a pipe to
+# probe memory, so in a server out of descriptors (a state the hardening
+# tests provoke and the server must survive) it reports a false
+# "invalid vptr" and aborts.
 asan:
-	$(MAKE) BUILD=build/asan SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+	$(MAKE) BUILD=build/asan SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 tsan:
 	$(MAKE) BUILD=build/tsan SANFLAGS="-fsanitize=thread" test
