@@ -1,9 +1,11 @@
 #include "metrics/client.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 
 #include "metrics/protocol.hpp"
 
@@ -32,7 +34,12 @@ Client::Client(std::string host, uint16_t port, std::optional<double> timeout_se
       throw ClientError("invalid timeout: must be a positive number of seconds");
     }
     // Round up to whole milliseconds, so a tiny timeout still waits a little.
-    timeout_ = std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000.0)));
+    // poll() takes an int of milliseconds, so a longer timeout (over 24
+    // days) is clamped to that; it also keeps the conversion defined for a
+    // timeout like 1e300, which would overflow.
+    double ms = std::min(std::ceil(seconds * 1000.0),
+                         static_cast<double>(std::numeric_limits<int>::max()));
+    timeout_ = std::chrono::milliseconds(static_cast<long long>(ms));
     timeout_text_ = seconds_text(seconds);
   }
   connect();
