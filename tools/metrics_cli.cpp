@@ -53,9 +53,19 @@ void setup_connection(CLI::App& app, ConnectionOptions& options) {
   app.add_option("--port", options.port, "Server TCP port [env METRICS_PORT]")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  // Not CLI::PositiveNumber: its message spells out DBL_MAX in 300 digits.
+  const CLI::Validator positive_seconds(
+      [](std::string& text) -> std::string {
+        double seconds = 0;
+        if (!metrics::parse_value(text, &seconds) || !(seconds > 0)) {
+          return "'" + text + "' is not a positive number of seconds";
+        }
+        return {};
+      },
+      "SECONDS");
   app.add_option("--timeout", options.timeout,
                  "Seconds (fractions allowed) to wait for each connect, send and receive")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_seconds);
 }
 
 // METRICS_PORT is read before parsing so that --port overrides it.
