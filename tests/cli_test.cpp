@@ -170,6 +170,14 @@ TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "
   CHECK_THAT(r.err, Contains("timed out"));
 }
 
+TEST_CASE("metrics-cli accepts a huge --timeout", "[cli]") {
+  TestServer server;
+  check_success(cli_at(server.port(), {"--timeout", "1e300", "put", "k", "1", "1"}));
+  ProcessResult get = cli_at(server.port(), {"get", "k", "--timeout", "4294968"});
+  check_success(get);
+  CHECK(get.out == "k 1.0 1\n");
+}
+
 TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli]") {
   FakeServer fake({reply("error\nstorage failure\n\n"), reply("error\nstorage failure\n\n")});
   ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});

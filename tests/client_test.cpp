@@ -144,6 +144,15 @@ TEST_CASE("a timeout that is not positive is rejected", "[client]") {
   CHECK_THROWS_AS(Client("127.0.0.1", fake.port(), timeout), ClientError);
 }
 
+TEST_CASE("a huge timeout is accepted and waits as long as it can", "[client]") {
+  TestServer server;
+  double timeout = GENERATE(4294968.0, 1e300, std::numeric_limits<double>::max());
+  CAPTURE(timeout);
+  Client client("127.0.0.1", server.port(), timeout);
+  client.put("k", 1.5, 1);
+  CHECK(client.get("k") == Metrics{{"k", {{1, 1.5}}}});
+}
+
 // PROTOCOL.md, "Client library contract": the client never reads past the
 // "\n\n" that ends one answer.
 TEST_CASE("two answers in one packet serve two calls", "[client]") {
