@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -139,6 +140,21 @@ long tcp_buffer_max(const std::string& name) {
   in >> min >> def >> max;
   return max > 0 ? max : 16 << 20;
 }
+
+// Idle clients of the SIGTERM test. A ThreadSanitizer build of the server
+// starts threads so slowly (about 40 ms each on the 2-core CI machine) that
+// it gets fewer; the plain and ASan builds get the issue's thousand.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kSigtermClients = 100;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr int kSigtermClients = 100;
+#else
+constexpr int kSigtermClients = 1000;
+#endif
+#else
+constexpr int kSigtermClients = 1000;
+#endif
 
 // Puts `count` samples under `keys` keys directly into a storage.
 void fill(metrics::Storage& storage, int keys, int samples_per_key) {
@@ -516,7 +532,7 @@ TEST_CASE("a session thread that cannot be started closes that one connection on
 TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
           "[hardening][signals]") {
   rlim_t limit = raise_descriptor_limit();
-  const int kClients = limit >= 1200 ? 1000 : static_cast<int>(limit) - 200;
+  const int kClients = std::min(kSigtermClients, static_cast<int>(limit) - 200);
   REQUIRE(kClients > 0);
   ChildServer server;
   std::vector<Fd> clients;
@@ -524,7 +540,8 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
     clients.push_back(metrics::connect_tcp("127.0.0.1", server.port, kDeadline));
   }
   // Every client has its session thread (plus the accept and signal threads).
-  REQUIRE(wait_until([&] { return thread_count(server.pid()) >= kClients + 2; }));
+  REQUIRE(wait_until([&] { return thread_count(server.pid()) >= kClients + 2; },
+                     3 * kDeadline));
   long rss = rss_kib(server.pid());
 
   auto start = Clock::now();
