@@ -135,9 +135,6 @@ std::string check_get_key(std::string_view key) {
 
 std::string check_put_key(std::string_view key) {
   if (key == "*") return "key '*' is reserved for get";
-  for (char c : key) {
-    if (c == '\v' || c == '\f') return "key contains whitespace";
-  }
   return check_get_key(key);
 }
 

@@ -260,6 +260,13 @@ TEST_CASE("metrics-cli exits 2 on a port that is not a port", "[cli]") {
   check_failure(cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=" + port}), kExitUsage);
 }
 
+TEST_CASE("metrics-cli --port makes a bad METRICS_PORT harmless", "[cli]") {
+  TestServer server;
+  const std::vector<std::string> env = {"METRICS_HOST=127.0.0.1", "METRICS_PORT=abc"};
+  check_success(cli({"--port", std::to_string(server.port()), "put", "k", "1", "1"}, env));
+  CHECK(server.storage().sample_count() == 1);
+}
+
 // Proves "nothing is sent" on the wire: a usage error opens no connection.
 TEST_CASE("metrics-cli opens no connection on a usage error", "[cli]") {
   FakeServer fake({reply("ok\n\n")});

@@ -1046,6 +1046,10 @@ TEST_CASE("keys are checked before a client sends them", "[protocol][key]") {
       {"k\r", space, space},
       {"\nk", space, space},
       {"palm.cpu", "", ""},
+      // Vertical tab and form feed are ordinary key bytes to the server, so
+      // the client sends them too.
+      {"a\vb", "", ""},
+      {"a\fb", "", ""},
       {"**", "", ""},
       {"a*", "", ""},
       {"\xd0\xbf\xd0\xb0\xd0\xbb\xd1\x8c\xd0\xb5\xd1\x86.cpu", "", ""},

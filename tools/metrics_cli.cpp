@@ -68,7 +68,8 @@ void setup_connection(CLI::App& app, ConnectionOptions& options) {
       ->check(positive_seconds);
 }
 
-// METRICS_PORT is read before parsing so that --port overrides it.
+// METRICS_PORT applies only when --port is not given, so a bad value in the
+// environment does not stand in the way of an explicit --port.
 void read_port_from_environment(ConnectionOptions& options) {
   const char* text = std::getenv("METRICS_PORT");
   if (text == nullptr || *text == '\0') return;
@@ -148,7 +149,6 @@ int main(int argc, char** argv) {
   PutOptions put_options;
   GetOptions get_options;
   try {
-    read_port_from_environment(connection);
     setup_connection(app, connection);
     CLI::App* put = setup_put(app, put_options);
     CLI::App* get = setup_get(app, get_options);
@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "metrics-cli: %s (see --help)\n", e.what());
       return kExitUsage;
     }
+    if (app.get_option("--port")->count() == 0) read_port_from_environment(connection);
     if (put->parsed()) return run_put(connection, put_options);
     if (get->parsed()) return run_get(connection, get_options);
     return kExitUsage;  // require_subcommand(1) makes this unreachable

@@ -64,7 +64,9 @@ bool parse_timestamp(std::string_view text, int64_t* out);
 
 // Checks a key for a put, as the client and the CLI do before sending:
 // returns an empty string when valid, else why not ("key is empty", "key '*'
-// is reserved for get", "key contains whitespace").
+// is reserved for get", "key contains whitespace"). Whitespace means what
+// the protocol treats as such: space, tab, '\r' and '\n'; any other byte
+// is an ordinary key byte, exactly as the server stores it.
 std::string check_put_key(std::string_view key);
 
 // Checks a key for a get: not empty and without space, tab, '\r' or '\n'.
