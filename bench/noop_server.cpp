@@ -4,15 +4,11 @@
 // "ok\n\n" to every line without parsing or storing anything. Whatever
 // metrics-server does beyond this is the cost of its real work. A benchmark
 // tool only: `make bench` builds it, `make install` does not install it.
-#include <pthread.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
@@ -44,26 +40,14 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", options.quiet, "Log only the 'listening on' line (the default)");
   CLI11_PARSE(app, argc, argv);
 
-  ::signal(SIGPIPE, SIG_IGN);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  metrics::block_stop_signals();
 
   try {
     metrics::set_default_thread_stack_size(kSessionStackBytes);
     NoopHandler handler;
     metrics::Server server(options, handler);
     server.listen();
-    std::thread signal_thread([&] {
-      int signal_number = 0;
-      ::sigwait(&stop_signals, &signal_number);
-      server.stop();
-    });
-    server.run();
-    ::kill(::getpid(), SIGTERM);
-    signal_thread.join();
+    metrics::run_until_stop_signal(server);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "noop-server: %s\n", e.what());
     return 1;

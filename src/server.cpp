@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -354,6 +355,44 @@ void Server::end_all_sessions() {
   for (auto& session : all) {
     if (session->thread.joinable()) session->thread.join();
   }
+}
+
+namespace {
+
+sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void block_stop_signals() {
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t set = stop_signal_set();
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void run_until_stop_signal(Server& server) {
+  const sigset_t set = stop_signal_set();
+  std::thread signal_thread([&] {
+    int signal_number = 0;
+    ::sigwait(&set, &signal_number);
+    server.stop();
+  });
+  // run() also returns when the listener breaks: release the signal thread
+  // with a signal of our own (left pending, harmlessly, if it has already
+  // taken one), and join it however run() ends.
+  struct Release {
+    std::thread& thread;
+    ~Release() {
+      ::kill(::getpid(), SIGTERM);
+      thread.join();
+    }
+  } release{signal_thread};
+  server.run();
 }
 
 void set_default_thread_stack_size(std::size_t bytes) {

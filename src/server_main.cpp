@@ -1,16 +1,13 @@
 // metrics-server [HOST] [PORT] [options]: serves the metrics protocol over
 // one in-memory Storage until SIGINT or SIGTERM; with --data-file, every put
 // is also logged to a file that is replayed at the next start (wal.hpp).
-#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "metrics/server.hpp"
 #include "metrics/service.hpp"
@@ -106,17 +103,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("metrics-server ") + metrics::kVersion);
   CLI11_PARSE(app, argc, argv);
 
-  // Signals are taken by one thread with sigwait, so no other thread is ever
-  // interrupted by them; every thread started below inherits this mask.
-  ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts (the log's threads included): SIGINT and SIGTERM
+  // are then taken by run_until_stop_signal's thread alone.
+  metrics::block_stop_signals();
   // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
   // the log handles like a full disk, instead of killing the server.
   ::signal(SIGXFSZ, SIG_IGN);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   try {
     if (kSmallSessionStacks) metrics::set_default_thread_stack_size(kSessionStackBytes);
@@ -134,16 +126,7 @@ int main(int argc, char** argv) {
     metrics::Server server(options, service);
     server.listen();
 
-    std::thread signal_thread([&] {
-      int signal_number = 0;
-      ::sigwait(&stop_signals, &signal_number);
-      server.stop();
-    });
-    server.run();
-    // run() also returns when the listener breaks: release the signal thread
-    // with a signal of our own (a no-op if it has already taken one).
-    ::kill(::getpid(), SIGTERM);
-    signal_thread.join();
+    metrics::run_until_stop_signal(server);
   } catch (const std::exception& e) {
     log_line(std::string("metrics-server: ") + e.what());
     return 1;

@@ -188,6 +188,15 @@ class Server {
   uint64_t next_id_ = 0;                                              // guarded by mu_
 };
 
+// The signals of a server program. block_stop_signals() ignores SIGPIPE and
+// blocks SIGINT and SIGTERM in the calling thread, and so in every thread it
+// starts afterwards: call it first in main(), before any thread exists, so
+// that no thread is ever interrupted by them. run_until_stop_signal() then
+// runs server.run() while one thread waits for SIGINT or SIGTERM (sigwait)
+// and calls server.stop(); it returns when run() does, its thread joined.
+void block_stop_signals();
+void run_until_stop_signal(Server& server);
+
 // Sets the stack size of threads created from now on in this process,
 // std::thread included (pthread_setattr_default_np). metrics-server uses it
 // to make 10,000 session threads cheap. Throws SystemError on failure.
