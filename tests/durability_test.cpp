@@ -22,31 +22,14 @@
 #include "metrics/socket.hpp"
 #include "test_util.hpp"
 
+using metrics::test::TempDir;
+
 namespace {
 
 using metrics::test::ChildProcess;
 using metrics::test::kDeadline;
 using metrics::test::ProcessResult;
 using metrics::test::wait_until;
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "durability-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
 // its "listening on" line and stores the port.

@@ -181,6 +181,22 @@ class ChildProcess {
   std::string err_text_;
 };
 
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // The path of `name` inside the directory.
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
 // The path of a built program, from METRICS_SERVER_BIN / METRICS_CLI_BIN
 // (set by `make test`), else build/<name>.
 std::string server_binary();

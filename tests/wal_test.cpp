@@ -26,6 +26,8 @@
 #include "metrics/storage.hpp"
 #include "test_util.hpp"
 
+using metrics::test::TempDir;
+
 namespace {
 
 using metrics::LogRecord;
@@ -34,24 +36,6 @@ using metrics::Sample;
 using metrics::Storage;
 using metrics::Wal;
 using metrics::WalOptions;
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "wal-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
