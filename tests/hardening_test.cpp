@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "metrics/procfs.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -41,38 +42,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kWrongCommand = "error\nwrong command\n\n";
 constexpr std::string_view kTooMany = "error\ntoo many connections\n\n";
 
-// One "Name:   value kB" field of /proc/<pid>/status, or -1.
-long status_field(pid_t pid, const std::string& name) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.compare(0, name.size() + 1, name + ":") == 0) {
-      return std::stol(line.substr(name.size() + 1));
-    }
-  }
-  return -1;
-}
-
-long rss_kib(pid_t pid) { return status_field(pid, "VmRSS"); }
-long thread_count(pid_t pid) { return status_field(pid, "Threads"); }
-
-// User plus system CPU time of a process, in seconds (/proc/<pid>/stat).
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // The command name may hold spaces; fields are counted after its ')'.
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) {
-      stime = std::stoull(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
+long rss_kib(pid_t pid) { return metrics::proc_status_field(pid, "VmRSS"); }
+long thread_count(pid_t pid) { return metrics::proc_status_field(pid, "Threads"); }
+double cpu_seconds(pid_t pid) { return metrics::proc_cpu_seconds(pid); }
 
 // Raises this process's soft descriptor limit to its hard limit and returns
 // the result, so tests that open many connections can size themselves.

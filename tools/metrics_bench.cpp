@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "metrics/procfs.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 #include "metrics/version.hpp"
@@ -403,30 +404,16 @@ void preload(const Workload& workload, const Options& options) {
 
 // CPU time (user + system) of process `pid`, from /proc/PID/stat.
 double process_cpu_seconds(long pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command name, which is in parentheses and may hold
-  // spaces: state is field 3, utime field 14, stime field 15.
-  std::size_t paren = text.rfind(')');
-  if (paren == std::string::npos) throw BenchError{"cannot read /proc/" + std::to_string(pid) + "/stat"};
-  std::istringstream fields(text.substr(paren + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double seconds = metrics::proc_cpu_seconds(pid);
+  if (seconds < 0) throw BenchError{"cannot read /proc/" + std::to_string(pid) + "/stat"};
+  return seconds;
 }
 
 // Resident memory of process `pid` in bytes, from VmRSS in /proc/PID/status.
 long long process_rss_bytes(long pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  }
-  throw BenchError{"cannot read VmRSS of process " + std::to_string(pid)};
+  long kib = metrics::proc_status_field(pid, "VmRSS");
+  if (kib < 0) throw BenchError{"cannot read VmRSS of process " + std::to_string(pid)};
+  return static_cast<long long>(kib) * 1024;
 }
 
 double self_cpu_seconds() {

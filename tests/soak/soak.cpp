@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "metrics/client.hpp"
+#include "metrics/procfs.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 
@@ -58,14 +59,6 @@ struct Options {
 // ---------------------------------------------------------------------------
 // The server process
 
-long status_field(pid_t pid, const std::string& name) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.compare(0, name.size() + 1, name + ":") == 0) return std::stol(line.substr(name.size() + 1));
-  }
-  return -1;
-}
 
 class ServerProcess {
  public:
@@ -515,9 +508,9 @@ int run(const Options& options) {
   // The server's own threads (the accept loop and the signal thread, which
   // may start just after "listening on"): every thread beyond them is a
   // session.
-  wait_for([&] { return status_field(pid, "Threads") >= 2; }, 5);
-  const long base_threads = status_field(pid, "Threads");
-  const long base_rss = status_field(pid, "VmRSS");
+  wait_for([&] { return metrics::proc_status_field(pid, "Threads") >= 2; }, 5);
+  const long base_threads = metrics::proc_status_field(pid, "Threads");
+  const long base_rss = metrics::proc_status_field(pid, "VmRSS");
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int w = 0; w < options.threads; ++w) {
@@ -528,13 +521,13 @@ int run(const Options& options) {
   auto connect_start = Clock::now();
   for (auto& w : workers) w->connect_all();
   const long all_threads = base_threads + options.connections;
-  bool all_up = wait_for([&] { return status_field(pid, "Threads") >= all_threads; }, 60);
+  bool all_up = wait_for([&] { return metrics::proc_status_field(pid, "Threads") >= all_threads; }, 60);
   double connect_seconds = std::chrono::duration<double>(Clock::now() - connect_start).count();
   expect(all_up, "the server did not reach one thread per connection");
-  const long idle_rss = status_field(pid, "VmRSS");
+  const long idle_rss = metrics::proc_status_field(pid, "VmRSS");
   std::printf("idle: %d connections open in %.2f s; server threads %ld -> %ld, RSS %ld -> %ld KiB "
               "(%.1f KiB per idle connection)\n",
-              options.connections, connect_seconds, base_threads, status_field(pid, "Threads"),
+              options.connections, connect_seconds, base_threads, metrics::proc_status_field(pid, "Threads"),
               base_rss, idle_rss,
               static_cast<double>(idle_rss - base_rss) / options.connections);
 
@@ -547,8 +540,8 @@ int run(const Options& options) {
   long peak_rss = idle_rss, peak_threads = 0;
   auto traffic_start = Clock::now();
   while (Clock::now() < stop_at) {
-    peak_rss = std::max(peak_rss, status_field(pid, "VmRSS"));
-    peak_threads = std::max(peak_threads, status_field(pid, "Threads"));
+    peak_rss = std::max(peak_rss, metrics::proc_status_field(pid, "VmRSS"));
+    peak_threads = std::max(peak_threads, metrics::proc_status_field(pid, "Threads"));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   for (std::thread& t : threads) t.join();
@@ -609,11 +602,11 @@ int run(const Options& options) {
   expect(mismatches == 0, std::to_string(mismatches) + " keys differ from what was acknowledged");
 
   // Clients close: every session thread ends and memory comes back.
-  const long loaded_rss = status_field(pid, "VmRSS");
+  const long loaded_rss = metrics::proc_status_field(pid, "VmRSS");
   for (auto& w : workers) w->close_all();
   bool threads_down =
-      wait_for([&] { return status_field(pid, "Threads") <= base_threads; }, 60);
-  const long closed_threads = status_field(pid, "Threads");
+      wait_for([&] { return metrics::proc_status_field(pid, "Threads") <= base_threads; }, 60);
+  const long closed_threads = metrics::proc_status_field(pid, "Threads");
   expect(threads_down, "server threads did not come back to the baseline");
   // The connections' share of the memory — at least half of what the idle
   // connections took — must be returned; the stored samples stay. Threads
@@ -622,8 +615,8 @@ int run(const Options& options) {
   const long connection_share = idle_rss - base_rss;
   auto close_start = Clock::now();
   bool rss_down = wait_for(
-      [&] { return loaded_rss - status_field(pid, "VmRSS") >= connection_share / 2; }, 60);
-  const long closed_rss = status_field(pid, "VmRSS");
+      [&] { return loaded_rss - metrics::proc_status_field(pid, "VmRSS") >= connection_share / 2; }, 60);
+  const long closed_rss = metrics::proc_status_field(pid, "VmRSS");
   std::printf("after close: threads %ld (baseline %ld), RSS %ld KiB after %.1f s (with "
               "connections %ld, baseline %ld)\n",
               closed_threads, base_threads, closed_rss,
