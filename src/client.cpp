@@ -13,11 +13,6 @@ namespace metrics {
 
 namespace {
 
-std::string join_host_port(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 std::string seconds_text(double seconds) {
   std::string text = format_value(seconds);
   if (text.size() > 2 && text.compare(text.size() - 2, 2, ".0") == 0) text.resize(text.size() - 2);
@@ -27,7 +22,7 @@ std::string seconds_text(double seconds) {
 }  // namespace
 
 Client::Client(std::string host, uint16_t port, std::optional<double> timeout_seconds)
-    : host_(std::move(host)), port_(port), peer_(join_host_port(host_, port)) {
+    : host_(std::move(host)), port_(port), peer_(format_host_port(host_, port)) {
   if (timeout_seconds) {
     double seconds = *timeout_seconds;
     if (!(seconds > 0) || !std::isfinite(seconds)) {

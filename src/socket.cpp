@@ -50,6 +50,11 @@ std::string format_address(const sockaddr* addr, socklen_t len) {
   return "(unknown address family " + std::to_string(addr->sa_family) + ")";
 }
 
+std::string format_host_port(const std::string& host, uint16_t port) {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
 std::string local_address(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -77,13 +82,6 @@ struct AddrinfoDeleter {
   void operator()(addrinfo* ai) const { ::freeaddrinfo(ai); }
 };
 using AddrinfoPtr = std::unique_ptr<addrinfo, AddrinfoDeleter>;
-
-std::string host_port(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) {
-    return "[" + host + "]:" + std::to_string(port);
-  }
-  return host + ":" + std::to_string(port);
-}
 
 AddrinfoPtr resolve(const std::string& host, uint16_t port, bool passive) {
   addrinfo hints{};
@@ -161,7 +159,7 @@ Fd connect_one(const addrinfo* ai, Timeout timeout) {
 Fd listen_tcp(const std::string& host, uint16_t port, int backlog) {
   AddrinfoPtr addrs = resolve(host, port, /*passive=*/true);
   int last_errno = 0;
-  std::string last_what = "listen " + host_port(host, port);
+  std::string last_what = "listen " + format_host_port(host, port);
   for (const addrinfo* ai = addrs.get(); ai != nullptr; ai = ai->ai_next) {
     Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                    ai->ai_protocol));
@@ -195,7 +193,7 @@ Fd connect_tcp(const std::string& host, uint16_t port, Timeout timeout) {
     if (fd) return fd;
     last_errno = errno;
   }
-  std::string what = "connect " + host_port(host, port);
+  std::string what = "connect " + format_host_port(host, port);
   if (last_errno == ETIMEDOUT) {
     throw SystemError(what + ": timed out", ETIMEDOUT);
   }

@@ -72,6 +72,9 @@ std::string errno_message(std::string_view what, int err);
 // "127.0.0.1:8888" or "[::1]:8888" for an AF_INET/AF_INET6 address.
 std::string format_address(const sockaddr* addr, socklen_t len);
 
+// "host:port", or "[host]:port" for an IPv6 literal, for messages.
+std::string format_host_port(const std::string& host, uint16_t port);
+
 // The local address a socket is bound to, formatted as above.
 std::string local_address(int fd);
 
