@@ -142,6 +142,24 @@ std::size_t count_lost(const std::map<int64_t, double>& have, const std::vector<
   return lost;
 }
 
+// Starts one Pump per element of `pumps`, on keys "r<round>.c<c>", each in a
+// thread of its own that runs until `stop`; value_of(c, i) is client c's
+// i-th value.
+template <typename TimestampOf, typename ValueOf>
+std::vector<std::thread> start_pumps(std::vector<Pump>& pumps, int round, uint16_t port,
+                                     std::atomic<bool>& stop, std::atomic<std::size_t>& acks,
+                                     TimestampOf timestamp_of, ValueOf value_of) {
+  std::vector<std::thread> threads;
+  for (std::size_t c = 0; c < pumps.size(); ++c) {
+    pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
+    threads.emplace_back([&pumps, &stop, &acks, port, c, timestamp_of, value_of] {
+      pumps[c].run(port, stop, acks, timestamp_of,
+                   [c, value_of](std::size_t i) { return value_of(c, i); });
+    });
+  }
+  return threads;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
@@ -168,15 +186,11 @@ TEST_CASE("every put acknowledged before a SIGKILL is restored after the restart
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> acks{0};
     std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads;
-    for (int c = 0; c < kClients; ++c) {
-      pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
-      threads.emplace_back([&, c] {
-        pumps[c].run(
-            port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i); },
-            [c](std::size_t i) { return c + 0.25 * static_cast<double>(i); });
-      });
-    }
+    std::vector<std::thread> threads = start_pumps(
+        pumps, round, port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i); },
+        [](std::size_t c, std::size_t i) {
+          return static_cast<double>(c) + 0.25 * static_cast<double>(i);
+        });
     const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
     bool loaded = wait_until([&] { return acks.load() >= target; });
     ProcessResult killed = server->stop(SIGKILL);
@@ -220,15 +234,10 @@ TEST_CASE("nothing acknowledged is lost when the server is killed during a compa
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> acks{0};
     std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads;
-    for (int c = 0; c < kClients; ++c) {
-      pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
-      threads.emplace_back([&, c] {
-        pumps[c].run(
-            port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
-            [](std::size_t i) { return static_cast<double>(i); });
-      });
-    }
+    std::vector<std::thread> threads = start_pumps(
+        pumps, round, port, stop, acks,
+        [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
+        [](std::size_t, std::size_t i) { return static_cast<double>(i); });
     server->wait_for_stderr_line("compaction started");
     // Kill at once, or after up to 2 ms of the rewrite.
     auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
