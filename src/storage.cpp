@@ -4,90 +4,179 @@
 
 namespace metrics {
 
-void Storage::insert_sample(std::vector<Sample>* samples, int64_t timestamp, double value) {
+namespace {
+constexpr std::size_t kFirstTableSize = 64;
+}  // namespace
+
+Storage::Table::Table(std::size_t size)
+    : mask(size - 1), slots(new std::atomic<Entry*>[size]) {
+  for (std::size_t i = 0; i < size; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
+}
+
+Storage::Storage() {
+  tables_.push_back(std::make_unique<Table>(kFirstTableSize));
+  table_.store(tables_.back().get(), std::memory_order_release);
+}
+
+Storage::~Storage() = default;
+
+std::size_t Storage::hash_key(std::string_view key) { return std::hash<std::string_view>()(key); }
+
+Storage::Entry* Storage::find(std::string_view key, std::size_t hash) const {
+  const Table* table = table_.load(std::memory_order_acquire);
+  for (std::size_t i = hash & table->mask;; i = (i + 1) & table->mask) {
+    Entry* entry = table->slots[i].load(std::memory_order_acquire);
+    if (entry == nullptr) return nullptr;  // the table is never full
+    if (entry->hash == hash && entry->key == key) return entry;
+  }
+}
+
+Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int64_t timestamp,
+                                    double value) {
+  Entry* entry = &entries_.emplace_back(key, hash);
+  // Nobody can reach the entry yet: get * walks entries_ under order_mu_,
+  // and the index publishes it below.
+  entry->samples.push_back(Sample{timestamp, value});
+
+  Table* table = table_.load(std::memory_order_relaxed);
+  if (2 * entries_.size() > table->mask + 1) {
+    // Keep the table at most half full: move to one twice as large. Readers
+    // still probing the old one find every key it had; one that misses a
+    // newer key retries under order_mu_.
+    auto bigger = std::make_unique<Table>(2 * (table->mask + 1));
+    for (std::size_t i = 0; i <= table->mask; ++i) {
+      Entry* e = table->slots[i].load(std::memory_order_relaxed);
+      if (e == nullptr) continue;
+      std::size_t j = e->hash & bigger->mask;
+      while (bigger->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & bigger->mask;
+      bigger->slots[j].store(e, std::memory_order_relaxed);
+    }
+    table = bigger.get();
+    tables_.push_back(std::move(bigger));
+    table_.store(table, std::memory_order_release);
+  }
+  std::size_t i = hash & table->mask;
+  while (table->slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & table->mask;
+  table->slots[i].store(entry, std::memory_order_release);
+  return entry;
+}
+
+void Storage::insert_sample(Entry* entry, int64_t timestamp, double value) {
+  std::vector<Sample>& samples = entry->samples;
   // Monitoring data mostly arrives in time order: append without a search.
-  if (samples->empty() || samples->back().timestamp < timestamp) {
-    samples->push_back(Sample{timestamp, value});
+  if (samples.empty() || samples.back().timestamp < timestamp) {
+    samples.push_back(Sample{timestamp, value});
     return;
   }
-  auto it = std::lower_bound(
-      samples->begin(), samples->end(), timestamp,
-      [](const Sample& s, int64_t ts) { return s.timestamp < ts; });
-  if (it != samples->end() && it->timestamp == timestamp) {
+  auto it = std::lower_bound(samples.begin(), samples.end(), timestamp,
+                             [](const Sample& s, int64_t ts) { return s.timestamp < ts; });
+  if (it != samples.end() && it->timestamp == timestamp) {
     it->value = value;
   } else {
-    samples->insert(it, Sample{timestamp, value});
+    samples.insert(it, Sample{timestamp, value});
   }
 }
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
-  std::lock_guard<std::mutex> lock(mu_);
-  put_locked(key, timestamp, value);
+  const std::size_t hash = hash_key(key);
+  Entry* entry = find(key, hash);
+  if (entry == nullptr) {
+    std::lock_guard<std::mutex> order(order_mu_);
+    entry = find(key, hash);
+    if (entry == nullptr) {
+      add_locked(key, hash, timestamp, value);
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(entry->mu);
+  insert_sample(entry, timestamp, value);
 }
 
 bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
                   uint64_t* ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
+  const std::size_t hash = hash_key(key);
+  Entry* entry = find(key, hash);
+  if (entry == nullptr) {
+    std::lock_guard<std::mutex> order(order_mu_);
+    entry = find(key, hash);
+    if (entry == nullptr) {
+      // A key's first record is logged under the key-order lock, so the
+      // log's first records of any two keys are in the keys' order.
+      if (!log.log_put(key, timestamp, value, ticket)) return false;
+      add_locked(key, hash, timestamp, value);
+      return true;
+    }
+  }
+  std::lock_guard<std::mutex> lock(entry->mu);
   if (!log.log_put(key, timestamp, value, ticket)) return false;
-  put_locked(key, timestamp, value);
+  insert_sample(entry, timestamp, value);
   return true;
 }
 
 void Storage::put_many(const std::vector<KeyedSample>& puts) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Entry* entry = nullptr;
-  for (const KeyedSample& p : puts) {
-    if (entry == nullptr || entry->key != p.key) entry = find_or_add_locked(p.key);
-    std::size_t before = entry->samples.size();
-    insert_sample(&entry->samples, p.timestamp, p.value);
-    sample_count_ += entry->samples.size() - before;
+  std::size_t i = 0;
+  while (i < puts.size()) {
+    const std::string_view key = puts[i].key;
+    std::size_t end = i + 1;
+    while (end < puts.size() && puts[end].key == key) ++end;
+    const std::size_t hash = hash_key(key);
+    Entry* entry = find(key, hash);
+    if (entry == nullptr) {
+      std::lock_guard<std::mutex> order(order_mu_);
+      entry = find(key, hash);
+      if (entry == nullptr) {
+        entry = add_locked(key, hash, puts[i].timestamp, puts[i].value);
+        ++i;
+      }
+    }
+    std::lock_guard<std::mutex> lock(entry->mu);
+    for (; i < end; ++i) insert_sample(entry, puts[i].timestamp, puts[i].value);
   }
 }
 
-Storage::Entry* Storage::find_or_add_locked(std::string_view key) {
-  auto found = index_.find(key);
-  if (found != index_.end()) return &entries_[found->second];
-  Entry* entry = &entries_.emplace_back(Entry{std::string(key), {}});
-  index_.emplace(std::string_view(entry->key), entries_.size() - 1);
-  return entry;
-}
-
-void Storage::put_locked(std::string_view key, int64_t timestamp, double value) {
-  Entry* entry = find_or_add_locked(key);
-  std::size_t before = entry->samples.size();
-  insert_sample(&entry->samples, timestamp, value);
-  sample_count_ += entry->samples.size() - before;
-}
-
 std::size_t Storage::key_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(order_mu_);
   return entries_.size();
 }
 
 std::size_t Storage::sample_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return sample_count_;
+  std::lock_guard<std::mutex> order(order_mu_);
+  std::size_t total = 0;
+  for (const Entry& entry : entries_) {
+    std::lock_guard<std::mutex> lock(entry.mu);
+    total += entry.samples.size();
+  }
+  return total;
+}
+
+const Storage::Entry* Storage::entry_at(std::size_t index) const {
+  std::lock_guard<std::mutex> lock(order_mu_);
+  return index < entries_.size() ? &entries_[index] : nullptr;
 }
 
 bool Storage::copy_series(std::size_t index, std::string* key,
                           std::vector<Sample>* samples) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (index >= entries_.size()) return false;
-  const Entry& entry = entries_[index];
-  key->assign(entry.key);
-  samples->assign(entry.samples.begin(), entry.samples.end());
+  const Entry* entry = entry_at(index);
+  if (entry == nullptr) return false;
+  key->assign(entry->key);  // immutable: no lock needed
+  std::lock_guard<std::mutex> lock(entry->mu);
+  samples->assign(entry->samples.begin(), entry->samples.end());
   return true;
 }
 
 bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto found = index_.find(key);
-  if (found == index_.end()) {
-    samples->clear();
-    return false;
+  const std::size_t hash = hash_key(key);
+  const Entry* entry = find(key, hash);
+  if (entry == nullptr) {
+    std::lock_guard<std::mutex> order(order_mu_);
+    entry = find(key, hash);
+    if (entry == nullptr) {
+      samples->clear();
+      return false;
+    }
   }
-  const Entry& entry = entries_[found->second];
-  samples->assign(entry.samples.begin(), entry.samples.end());
+  std::lock_guard<std::mutex> lock(entry->mu);
+  samples->assign(entry->samples.begin(), entry->samples.end());
   return true;
 }
 

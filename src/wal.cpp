@@ -337,8 +337,8 @@ void Wal::replay() {
   {
     Mapping mapping(fd, size);
     // A second thread checks and decodes the records while this one applies
-    // them, in batches, each under one hold of the storage lock: on two
-    // cores a replay costs about what applying alone costs. The batches'
+    // them, in batches (Storage::put_many): on two cores a replay costs
+    // about what applying alone costs. The batches'
     // keys point into the mapping, which outlives both threads.
     constexpr std::size_t kBatch = 4096;
     constexpr std::size_t kInFlight = 8;
@@ -592,16 +592,23 @@ void Wal::compactor_loop() {
   }
 }
 
-bool Wal::should_compact() const {
+bool Wal::should_compact() {
   uint64_t records;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_ || Clock::now() < next_compact_try_) return false;
     if (file_size_ + buffer_.size() < options_.compact_min_bytes) return false;
     records = records_in_file_;
+    // Samples are never removed, so while the log holds at most twice the
+    // samples last counted it cannot hold twice the samples stored now: the
+    // count (a walk over every key) is taken again only when it might.
+    if (records <= 2 * samples_counted_) return false;
   }
-  // Outside mu_: the storage lock is always taken before mu_, never after.
-  return records > 2 * static_cast<uint64_t>(storage_.sample_count());
+  // Outside mu_: storage locks are always taken before mu_, never after.
+  const uint64_t samples = storage_.sample_count();
+  std::lock_guard<std::mutex> lock(mu_);
+  samples_counted_ = samples;
+  return records > 2 * samples;
 }
 
 bool Wal::compact() {

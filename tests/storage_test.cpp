@@ -7,11 +7,14 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <deque>
 #include <future>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -307,4 +310,137 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
   for (int w = 0; w < kWriters; ++w) expected_keys.push_back("own." + std::to_string(w));
   std::sort(expected_keys.begin(), expected_keys.end());
   CHECK(keys == expected_keys);
+}
+
+TEST_CASE("keys created by many threads stay findable while the index grows", "[storage][threads]") {
+  // The key index is read without a lock and replaced by a larger copy as it
+  // fills (storage.hpp). 4 writers create 5,000 keys each (the index grows
+  // from 64 slots to 32,768 meanwhile) and publish how far they got; readers
+  // look up keys already published, which must always be found, through the
+  // lock-free path, whatever index they happen to probe.
+  constexpr int kWriters = 4;
+  constexpr int kKeys = 5000;
+  Storage storage;
+  std::promise<void> start;
+  std::shared_future<void> started = start.get_future().share();
+  std::atomic<int> published[kWriters] = {};
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> missing{0};
+  std::atomic<long> lookups{0};
+  auto key_of = [](int w, int i) { return "w" + std::to_string(w) + "." + std::to_string(i); };
+
+  auto writer = [&](int w) {
+    started.wait();
+    for (int i = 0; i < kKeys; ++i) {
+      storage.put(key_of(w, i), i, w + i * 0.5);
+      published[w].store(i + 1, std::memory_order_release);
+    }
+    writers_left.fetch_sub(1);
+  };
+  auto reader = [&](unsigned seed) {
+    started.wait();
+    std::mt19937 random(seed);
+    std::vector<Sample> samples;
+    do {
+      for (int n = 0; n < 1000; ++n) {
+        int w = static_cast<int>(random() % kWriters);
+        int done = published[w].load(std::memory_order_acquire);
+        if (done == 0) continue;
+        int i = static_cast<int>(random() % static_cast<unsigned>(done));
+        if (!storage.copy_series(key_of(w, i), &samples) ||
+            samples != std::vector<Sample>{{i, w + i * 0.5}}) {
+          missing.fetch_add(1);
+        }
+        lookups.fetch_add(1);
+      }
+    } while (writers_left.load() > 0);
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+  for (unsigned r = 0; r < 2; ++r) threads.emplace_back(reader, r + 1);
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+
+  CHECK(missing.load() == 0);
+  CHECK(lookups.load() >= 1000);
+  REQUIRE(storage.key_count() == static_cast<std::size_t>(kWriters * kKeys));
+  CHECK(storage.sample_count() == static_cast<std::size_t>(kWriters * kKeys));
+  // Each writer's keys appear in the key order in the order it created them.
+  std::vector<int> next(kWriters, 0);
+  int out_of_order = 0;
+  for (const std::string& key : keys_of(storage)) {
+    int w = key[1] - '0';
+    if (key != key_of(w, next[w]++)) ++out_of_order;
+  }
+  CHECK(out_of_order == 0);
+}
+
+namespace {
+
+// A PutLog that records every put it sees, in order (thread-safe).
+class RecordingLog : public metrics::PutLog {
+ public:
+  bool log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    records_.push_back(Storage::KeyedSample{key, timestamp, value});
+    keys_.emplace_back(key);
+    *ticket = records_.size();
+    return true;
+  }
+
+  // The records, with keys pointing into this log's own copies.
+  std::vector<Storage::KeyedSample> records() const {
+    std::vector<Storage::KeyedSample> out = records_;
+    for (std::size_t i = 0; i < out.size(); ++i) out[i].key = keys_[i];
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Storage::KeyedSample> records_;
+  std::deque<std::string> keys_;  // stable addresses
+};
+
+}  // namespace
+
+TEST_CASE("the log replays to the same store: each key's puts in order, new keys in key order",
+          "[storage][threads]") {
+  // What the write-ahead log relies on (PutLog): replaying the records in
+  // the order the log saw them rebuilds exactly what memory holds. 6 writers
+  // race on shared keys at the same timestamps with different values (so
+  // the last put processed decides each value) and keep creating keys, each
+  // first put to a key racing with others.
+  constexpr int kWriters = 6;
+  constexpr int kPuts = 6000;
+  Storage storage;
+  RecordingLog log;
+  std::promise<void> start;
+  std::shared_future<void> started = start.get_future().share();
+  std::atomic<int> refused{0};  // Catch2's assertions are not for threads
+  auto writer = [&](int w) {
+    started.wait();
+    for (int i = 0; i < kPuts; ++i) {
+      // A new key every 8 puts, shared by all writers; and 4 hot keys.
+      std::string key = i % 2 == 0 ? "new." + std::to_string(i / 8) : "hot." + std::to_string(i % 4);
+      uint64_t ticket = 0;
+      if (!storage.put(key, i % 50, w * 1000.0 + i, log, &ticket)) refused.fetch_add(1);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+  REQUIRE(refused.load() == 0);
+
+  Storage replayed;
+  replayed.put_many(log.records());
+  REQUIRE(replayed.key_count() == storage.key_count());
+  CHECK(keys_of(replayed) == keys_of(storage));
+  int different = 0;
+  for (const std::string& key : keys_of(storage)) {
+    if (series_of(replayed, key) != series_of(storage, key)) ++different;
+  }
+  CHECK(different == 0);
+  CHECK(replayed.sample_count() == storage.sample_count());
 }

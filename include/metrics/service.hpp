@@ -27,9 +27,9 @@ class MetricsService : public LineHandler {
   uint64_t settle(uint64_t ticket) override;
 
  private:
-  // Appends the answer to `get key`: one key, or every key for "*". The
-  // storage lock is held only while one key's samples are copied; formatting
-  // and sending happen outside it.
+  // Appends the answer to `get key`: one key, or every key for "*". A key's
+  // lock is held only while its samples are copied; formatting and sending
+  // happen outside it.
   void answer_get(std::string_view key, Output& out);
 
   Storage& storage_;

@@ -3,14 +3,15 @@
 #ifndef METRICS_STORAGE_HPP_
 #define METRICS_STORAGE_HPP_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "metrics/sample.hpp"
@@ -23,8 +24,11 @@ class PutLog {
  public:
   virtual ~PutLog() = default;
 
-  // Called with the storage lock held, just before the put is applied, so it
-  // must be quick and must not call back into the Storage. Returns false to
+  // Called just before the put is applied, with the key's own lock held
+  // (for the first put of a key, the key-order lock instead), so it
+  // must be quick and must not call back into the Storage. Calls for one key
+  // come in the order that key's puts are applied, and the first records of
+  // any two keys come in the order the keys were created. Returns false to
   // refuse the put, which then changes nothing; otherwise sets `*ticket` to
   // what the caller waits on before acknowledging the put.
   virtual bool log_put(std::string_view key, int64_t timestamp, double value,
@@ -34,13 +38,23 @@ class PutLog {
 // Keys in the order each was first stored; each key's samples in a compact
 // array sorted by timestamp, at most one sample per (key, timestamp).
 //
-// Thread-safe: every public method takes the one internal mutex, briefly.
-// Readers copy what they need under the lock and format it after releasing
-// it, so a large `get *` never holds the lock for long: it walks the keys one
-// at a time (see copy_series).
+// Thread-safe, and built so that sessions putting to different keys share
+// no written memory (docs/architecture.md, "Storage"):
+// - each key has its own mutex, which guards its samples;
+// - keys are found through an insert-only open-addressing index that is
+//   read without any lock (atomic slots; a full table is replaced by a
+//   larger copy, and old tables live as long as the Storage);
+// - creating a key takes the key-order lock, which fixes its place in
+//   `get *` and serialises every change to the index.
+// Readers copy what they need under a key's lock and format it after
+// releasing it, so a large `get *` never holds a lock for long: it walks the
+// keys one at a time (see copy_series).
+//
+// Lock order: order_mu_, then a key's mutex.
 class Storage {
  public:
-  Storage() = default;
+  Storage();
+  ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
@@ -49,8 +63,8 @@ class Storage {
   void put(std::string_view key, int64_t timestamp, double value);
 
   // Like put(), but first hands the put to `log` under the same lock, so the
-  // log's order is the order in which puts are applied (the last processed
-  // wins). Returns false, storing nothing, if the log refuses the put.
+  // log sees each key's puts in the order they are applied (the last
+  // processed wins) and new keys in the order they are created. Returns false, storing nothing, if the log refuses the put.
   bool put(std::string_view key, int64_t timestamp, double value, PutLog& log, uint64_t* ticket);
 
   // One put of a batch; `key` must stay valid for the put_many call.
@@ -60,17 +74,17 @@ class Storage {
     double value;
   };
 
-  // Applies `puts` in order, as put() one at a time would, under one hold of
-  // the lock; a run of puts to one key looks the key up once. For bulk
-  // loading (the log's replay): keep batches to a few thousand puts so the
-  // lock is held briefly.
+  // Applies `puts` in order, as put() one at a time would; a run of puts to
+  // one key looks the key up and locks it once. For bulk loading (the log's
+  // replay).
   void put_many(const std::vector<KeyedSample>& puts);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
   // below this stay valid.
   std::size_t key_count() const;
 
-  // Total number of samples stored.
+  // Total number of samples stored. Walks every key, taking each key's lock
+  // in turn (while puts run, a count from between them): not for hot paths.
   std::size_t sample_count() const;
 
   // Copies the key at `index` (0 = first stored) and its samples into `key`
@@ -83,31 +97,46 @@ class Storage {
   bool copy_series(std::string_view key, std::vector<Sample>* samples) const;
 
  private:
-  struct Entry {
-    std::string key;
-    std::vector<Sample> samples;  // sorted by timestamp, unique timestamps
+  // One key. Over-aligned so that two keys written by different sessions
+  // never share a cache line.
+  struct alignas(64) Entry {
+    Entry(std::string_view k, std::size_t h) : key(k), hash(h) {}
+    const std::string key;  // immutable once published
+    const std::size_t hash;
+    mutable std::mutex mu;
+    std::vector<Sample> samples;  // guarded by mu: sorted, unique timestamps
   };
 
-  // Heterogeneous lookup: the index's keys are views of Entry::key, which a
-  // deque never moves, so a lookup by string_view allocates nothing.
-  struct KeyHash {
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  // The index: a power-of-two array of entry pointers, linear probing, at
+  // most half full. Slots only ever go from null to an entry.
+  struct Table {
+    explicit Table(std::size_t size);
+    std::size_t mask;
+    std::unique_ptr<std::atomic<Entry*>[]> slots;
   };
 
-  // REQUIRES: mu_ held.
-  void put_locked(std::string_view key, int64_t timestamp, double value);
+  static std::size_t hash_key(std::string_view key);
 
-  // The entry of `key`, created (after every existing key) if it is new.
-  // REQUIRES: mu_ held.
-  Entry* find_or_add_locked(std::string_view key);
+  // The entry of `key` in the current index, or null. Lock-free; a null
+  // answer is only final under order_mu_.
+  Entry* find(std::string_view key, std::size_t hash) const;
 
-  // REQUIRES: mu_ held.
-  static void insert_sample(std::vector<Sample>* samples, int64_t timestamp, double value);
+  // Creates the entry of a key that is not stored, after every existing key,
+  // holding its first sample. Published to readers only once complete.
+  // REQUIRES: order_mu_ held.
+  Entry* add_locked(std::string_view key, std::size_t hash, int64_t timestamp, double value);
 
-  mutable std::mutex mu_;
-  std::deque<Entry> entries_;                                        // guarded by mu_
-  std::unordered_map<std::string_view, std::size_t, KeyHash> index_;  // guarded by mu_
-  std::size_t sample_count_ = 0;                                     // guarded by mu_
+  // The entry at `index` in key order, or null. Takes order_mu_.
+  const Entry* entry_at(std::size_t index) const;
+
+  // REQUIRES: entry->mu held.
+  static void insert_sample(Entry* entry, int64_t timestamp, double value);
+
+  std::atomic<Table*> table_;  // the current index; written under order_mu_
+
+  mutable std::mutex order_mu_;
+  std::deque<Entry> entries_;                  // guarded by order_mu_ (its structure)
+  std::vector<std::unique_ptr<Table>> tables_;  // guarded by order_mu_: current and retired
 };
 
 }  // namespace metrics

@@ -169,9 +169,10 @@ struct ReplayStats {
 // for the Wal's lifetime) and two threads: a syncer (fdatasync once a second
 // with kEverySec; retries after a write failure) and a compactor.
 //
-// Puts are appended to an in-memory buffer under the storage lock (log_put,
-// via Storage::put), so the log's order is the order puts are applied; real
-// I/O happens in commit(), outside every storage lock. A session calls
+// Puts are appended to an in-memory buffer under the key's storage lock
+// (log_put, via Storage::put), so the log holds each key's puts in the order
+// they are applied and keys in the order they were created; real I/O happens
+// in commit(), outside every storage lock. A session calls
 // commit() before sending its answers; sessions waiting at the same time are
 // served by one write (and one fdatasync): group commit.
 //
@@ -197,8 +198,8 @@ class Wal : public PutLog {
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
 
-  // PutLog: buffers the record. REQUIRES: the storage lock held (called by
-  // Storage::put). Returns false while the log is failing.
+  // PutLog: buffers the record. REQUIRES: called by Storage::put, under the
+  // key's lock. Returns false while the log is failing.
   bool log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) override;
 
   // Blocks until the records up to `ticket` are written (and with kAlways
@@ -229,7 +230,7 @@ class Wal : public PutLog {
   bool write_pending_locked(bool sync, bool retry, uint64_t* held_seq = nullptr);
   void syncer_loop();
   void compactor_loop();
-  bool should_compact() const;
+  bool should_compact();
 
   const WalOptions options_;
   Storage& storage_;
@@ -247,7 +248,7 @@ class Wal : public PutLog {
   std::string spare_;  // guarded by io_mu_: a batch buffer kept for reuse
 
   // Guards the buffer and counters below. Held only for a few instructions,
-  // never across I/O (log_put takes it under the storage lock).
+  // never across I/O (log_put takes it under a storage lock).
   mutable std::mutex mu_;
   std::condition_variable wake_;              // threads' sleep; stop_
   std::condition_variable written_;           // a leading commit() finished
@@ -262,6 +263,7 @@ class Wal : public PutLog {
   bool dirty_ = false;                        // guarded by mu_: written, not yet synced
   bool stop_ = false;                         // guarded by mu_
   std::chrono::steady_clock::time_point next_compact_try_{};  // guarded by mu_
+  uint64_t samples_counted_ = 0;  // guarded by mu_: storage's sample count, last taken
 
   std::atomic<uint64_t> compactions_{0};
   std::thread syncer_;
