@@ -1,7 +1,5 @@
 #include "metrics/storage.hpp"
 
-#include <algorithm>
-
 namespace metrics {
 
 namespace {
@@ -36,7 +34,7 @@ Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int6
   Entry* entry = &entries_.emplace_back(key, hash);
   // Nobody can reach the entry yet: get * walks entries_ under order_mu_,
   // and the index publishes it below.
-  entry->samples.push_back(Sample{timestamp, value});
+  entry->samples.insert(timestamp, value);
 
   Table* table = table_.load(std::memory_order_relaxed);
   if (2 * entries_.size() > table->mask + 1) {
@@ -61,22 +59,6 @@ Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int6
   return entry;
 }
 
-void Storage::insert_sample(Entry* entry, int64_t timestamp, double value) {
-  std::vector<Sample>& samples = entry->samples;
-  // Monitoring data mostly arrives in time order: append without a search.
-  if (samples.empty() || samples.back().timestamp < timestamp) {
-    samples.push_back(Sample{timestamp, value});
-    return;
-  }
-  auto it = std::lower_bound(samples.begin(), samples.end(), timestamp,
-                             [](const Sample& s, int64_t ts) { return s.timestamp < ts; });
-  if (it != samples.end() && it->timestamp == timestamp) {
-    it->value = value;
-  } else {
-    samples.insert(it, Sample{timestamp, value});
-  }
-}
-
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
   const std::size_t hash = hash_key(key);
   Entry* entry = find(key, hash);
@@ -89,7 +71,7 @@ void Storage::put(std::string_view key, int64_t timestamp, double value) {
     }
   }
   std::lock_guard<std::mutex> lock(entry->mu);
-  insert_sample(entry, timestamp, value);
+  entry->samples.insert(timestamp, value);
 }
 
 bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
@@ -109,7 +91,7 @@ bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog&
   }
   std::lock_guard<std::mutex> lock(entry->mu);
   if (!log.log_put(key, timestamp, value, ticket)) return false;
-  insert_sample(entry, timestamp, value);
+  entry->samples.insert(timestamp, value);
   return true;
 }
 
@@ -130,7 +112,7 @@ void Storage::put_many(const std::vector<KeyedSample>& puts) {
       }
     }
     std::lock_guard<std::mutex> lock(entry->mu);
-    for (; i < end; ++i) insert_sample(entry, puts[i].timestamp, puts[i].value);
+    for (; i < end; ++i) entry->samples.insert(puts[i].timestamp, puts[i].value);
   }
 }
 
@@ -160,7 +142,8 @@ bool Storage::copy_series(std::size_t index, std::string* key,
   if (entry == nullptr) return false;
   key->assign(entry->key);  // immutable: no lock needed
   std::lock_guard<std::mutex> lock(entry->mu);
-  samples->assign(entry->samples.begin(), entry->samples.end());
+  samples->clear();
+  entry->samples.append_to(samples);
   return true;
 }
 
@@ -176,7 +159,8 @@ bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) co
     }
   }
   std::lock_guard<std::mutex> lock(entry->mu);
-  samples->assign(entry->samples.begin(), entry->samples.end());
+  samples->clear();
+  entry->samples.append_to(samples);
   return true;
 }
 

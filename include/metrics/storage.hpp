@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "metrics/sample.hpp"
+#include "metrics/series.hpp"
 
 namespace metrics {
 
@@ -36,7 +37,7 @@ class PutLog {
 };
 
 // Keys in the order each was first stored; each key's samples in a compact
-// array sorted by timestamp, at most one sample per (key, timestamp).
+// sorted array (SampleSeries), at most one sample per (key, timestamp).
 //
 // Thread-safe, and built so that sessions putting to different keys share
 // no written memory (docs/architecture.md, "Storage"):
@@ -104,7 +105,7 @@ class Storage {
     const std::string key;  // immutable once published
     const std::size_t hash;
     mutable std::mutex mu;
-    std::vector<Sample> samples;  // guarded by mu: sorted, unique timestamps
+    SampleSeries samples;  // guarded by mu
   };
 
   // The index: a power-of-two array of entry pointers, linear probing, at
@@ -128,9 +129,6 @@ class Storage {
 
   // The entry at `index` in key order, or null. Takes order_mu_.
   const Entry* entry_at(std::size_t index) const;
-
-  // REQUIRES: entry->mu held.
-  static void insert_sample(Entry* entry, int64_t timestamp, double value);
 
   std::atomic<Table*> table_;  // the current index; written under order_mu_
 

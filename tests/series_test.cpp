@@ -1,0 +1,94 @@
+// Tests of metrics::SampleSeries, the block-structured sorted array behind
+// each key (PROTOCOL.md "Responses": samples by ascending timestamp, the
+// last put at a timestamp wins), against a std::map model.
+#include "metrics/series.hpp"
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <random>
+#include <vector>
+
+using metrics::Sample;
+using metrics::SampleSeries;
+
+namespace {
+
+std::vector<Sample> samples_of(const SampleSeries& series) {
+  std::vector<Sample> out;
+  series.append_to(&out);
+  return out;
+}
+
+std::vector<Sample> samples_of(const std::map<int64_t, double>& model) {
+  std::vector<Sample> out;
+  for (const auto& [timestamp, value] : model) out.push_back(Sample{timestamp, value});
+  return out;
+}
+
+constexpr int kBlock = static_cast<int>(SampleSeries::kBlockSamples);
+
+}  // namespace
+
+TEST_CASE("a series appended in order keeps every sample across many blocks", "[series]") {
+  SampleSeries series;
+  const int n = 10 * kBlock + 7;
+  for (int i = 0; i < n; ++i) CHECK(series.insert(i * 10, i * 0.5));
+  CHECK(series.size() == static_cast<std::size_t>(n));
+  std::vector<Sample> expected;
+  for (int i = 0; i < n; ++i) expected.push_back(Sample{i * 10, i * 0.5});
+  CHECK(samples_of(series) == expected);
+}
+
+TEST_CASE("append_to adds after what the vector already holds", "[series]") {
+  SampleSeries series;
+  series.insert(5, 1.5);
+  std::vector<Sample> out{{1, 0.0}};
+  series.append_to(&out);
+  CHECK(out == std::vector<Sample>{{1, 0.0}, {5, 1.5}});
+}
+
+TEST_CASE("a series matches an ordered map under any order of puts", "[series]") {
+  // Timestamps from a range a few blocks wide, so that inserts land before,
+  // between and after blocks, fill blocks and split them, and about a
+  // third of the puts replace an existing value.
+  const int range = GENERATE(3, 2 * kBlock, 9 * kBlock);
+  const unsigned seed = GENERATE(1u, 2u, 3u);
+  INFO("range " << range << ", seed " << seed);
+  std::mt19937 random(seed);
+  std::uniform_int_distribution<int64_t> timestamp(-range / 2, range / 2);
+  SampleSeries series;
+  std::map<int64_t, double> model;
+  int wrong_results = 0;
+  for (int i = 0; i < 3 * range + 50; ++i) {
+    const int64_t ts = timestamp(random);
+    const double value = i + 0.25;
+    const bool added = model.count(ts) == 0;
+    model[ts] = value;
+    if (series.insert(ts, value) != added) ++wrong_results;
+  }
+  CHECK(wrong_results == 0);
+  CHECK(series.size() == model.size());
+  CHECK(samples_of(series) == samples_of(model));
+}
+
+TEST_CASE("inserts into the middle of full blocks split them and keep the order", "[series]") {
+  // Even timestamps first (full blocks), then every odd one from the top
+  // down and the bottom up, then the extremes, then replacements.
+  SampleSeries series;
+  std::map<int64_t, double> model;
+  const int n = 4 * kBlock;
+  auto put = [&](int64_t ts, double value) {
+    series.insert(ts, value);
+    model[ts] = value;
+  };
+  for (int i = 0; i < n; ++i) put(2 * i, i);
+  for (int i = n - 1; i >= n / 2; --i) put(2 * i + 1, -i);
+  for (int i = 0; i < n / 2; ++i) put(2 * i + 1, -i);
+  put(std::numeric_limits<int64_t>::min(), 1.0);
+  put(std::numeric_limits<int64_t>::max(), 2.0);
+  for (int i = 0; i < 2 * n; i += 3) put(i, 0.5);
+  CHECK(series.size() == model.size());
+  CHECK(samples_of(series) == samples_of(model));
+}
