@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <system_error>
 #include <unordered_map>
 
@@ -55,9 +56,52 @@ bool is_decimal_literal(std::string_view text) {
   return i == n;
 }
 
+// Exact powers of ten: every 10^k up to 10^22 is a double.
+constexpr double kExactPowersOfTen[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// The common case of a value, `[+-]? D* (. D*)?` without an exponent, by
+// Clinger's fast path: when the digits read as one integer are at most 2^53
+// and at most 22 of them follow the point, the value is that integer (exact
+// as a double) divided by an exact power of ten: one IEEE operation, so
+// correctly rounded, the same double from_chars gives. Returns false, having
+// decided nothing, for anything else (which may still be valid).
+bool parse_simple_value(std::string_view text, double* out) {
+  constexpr uint64_t kMaxExact = uint64_t{1} << 53;
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  bool negative = false;
+  if (i < n && (text[i] == '+' || text[i] == '-')) negative = text[i++] == '-';
+  uint64_t mantissa = 0;
+  bool digits = false;
+  bool point = false;
+  std::size_t fraction_digits = 0;
+  for (; i < n; ++i) {
+    const char c = text[i];
+    if (is_digit(c)) {
+      if (mantissa > kMaxExact / 10) return false;
+      mantissa = mantissa * 10 + static_cast<uint64_t>(c - '0');
+      digits = true;
+      if (point) ++fraction_digits;
+    } else if (c == '.' && !point) {
+      point = true;
+    } else {
+      return false;
+    }
+  }
+  if (!digits || mantissa > kMaxExact || fraction_digits >= std::size(kExactPowersOfTen)) {
+    return false;
+  }
+  double value = static_cast<double>(mantissa) / kExactPowersOfTen[fraction_digits];
+  *out = negative ? -value : value;
+  return true;
+}
+
 }  // namespace
 
 bool parse_value(std::string_view text, double* out) {
+  if (parse_simple_value(text, out)) return true;
   if (!is_decimal_literal(text)) return false;
   // std::from_chars takes no '+'; the grammar check above guarantees that a
   // '+' is followed by a digit or a point, never by another sign.

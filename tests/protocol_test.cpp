@@ -1061,3 +1061,43 @@ TEST_CASE("keys are checked before a client sends them", "[protocol][key]") {
     CHECK(metrics::check_get_key(row.key) == row.get_error);
   }
 }
+
+TEST_CASE("values parse to the double strtod gives, on every path of the parser", "[protocol]") {
+  // parse_value takes a fast path for plain decimals (Clinger's: at most
+  // 2^53 as an integer, at most 22 fraction digits) and from_chars for the
+  // rest. Random literals on both sides of each limit must read as the
+  // correctly rounded double, which glibc's strtod gives.
+  std::mt19937_64 random(20261122);
+  auto digits = [&](int count) {
+    std::string s;
+    for (int i = 0; i < count; ++i) s.push_back(static_cast<char>('0' + random() % 10));
+    return s;
+  };
+  int wrong = 0;
+  int rejected = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const int int_digits = static_cast<int>(random() % 20);
+    const int frac_digits = static_cast<int>(random() % 26);
+    std::string text;
+    switch (random() % 3) {
+      case 0: text = "-"; break;
+      case 1: text = "+"; break;
+      default: break;
+    }
+    text += digits(int_digits);
+    if (frac_digits > 0 || random() % 2 == 0) text += "." + digits(frac_digits);
+    if (int_digits + frac_digits == 0) text += "0";
+    if (random() % 8 == 0) text += "e" + std::to_string(static_cast<int>(random() % 40) - 20);
+    double parsed = 0;
+    if (!metrics::parse_value(text, &parsed)) {
+      ++rejected;
+      continue;
+    }
+    const double expected = std::strtod(text.c_str(), nullptr);
+    if (std::memcmp(&parsed, &expected, sizeof parsed) != 0) {
+      if (wrong++ < 5) FAIL_CHECK(text << " parsed as " << parsed << ", strtod: " << expected);
+    }
+  }
+  CHECK(wrong == 0);
+  CHECK(rejected == 0);
+}
