@@ -2,8 +2,56 @@
 
 #include <algorithm>
 #include <iterator>
+#include <memory>
+#include <mutex>
 
 namespace metrics {
+
+namespace block_pool {
+
+namespace {
+
+constexpr std::size_t kSlabBlocks = 64;  // 256 KiB: malloc maps it in one go
+
+struct Pool {
+  std::mutex mu;
+  std::vector<std::unique_ptr<char[]>> slabs;  // guarded by mu
+  std::size_t used_in_last = kSlabBlocks;      // guarded by mu: blocks handed out of slabs.back()
+  std::vector<void*> free_blocks;              // guarded by mu
+};
+
+Pool& pool() {
+  // Never destroyed: blocks may be freed by other static destructors.
+  static Pool* const the_pool = new Pool;
+  return *the_pool;
+}
+
+}  // namespace
+
+void* allocate() {
+  if (!kPooled) return ::operator new(kBytes);
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (!p.free_blocks.empty()) {
+    void* block = p.free_blocks.back();
+    p.free_blocks.pop_back();
+    return block;
+  }
+  if (p.used_in_last == kSlabBlocks) {
+    p.slabs.emplace_back(new char[kSlabBlocks * kBytes]);
+    p.used_in_last = 0;
+  }
+  return p.slabs.back().get() + kBytes * p.used_in_last++;
+}
+
+void deallocate(void* block) {
+  if (!kPooled) return ::operator delete(block);
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.free_blocks.push_back(block);
+}
+
+}  // namespace block_pool
 
 namespace {
 

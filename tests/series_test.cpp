@@ -92,3 +92,26 @@ TEST_CASE("inserts into the middle of full blocks split them and keep the order"
   CHECK(series.size() == model.size());
   CHECK(samples_of(series) == samples_of(model));
 }
+
+TEST_CASE("full-size blocks come from the block pool and are reused once freed", "[series]") {
+  metrics::BlockAllocator<Sample> allocator;
+  const std::size_t n = SampleSeries::kBlockSamples;
+  Sample* first = allocator.allocate(n);
+  Sample* second = allocator.allocate(n);
+  CHECK(first != second);
+  // A whole block is usable.
+  for (std::size_t i = 0; i < n; ++i) first[i] = second[i] = Sample{static_cast<int64_t>(i), 1.0};
+  allocator.deallocate(first, n);
+  if (metrics::block_pool::kPooled) {
+    // (Under ASan every block is its own allocation.) The freed block is
+    // the next one handed out.
+    Sample* again = allocator.allocate(n);
+    CHECK(again == first);
+    allocator.deallocate(again, n);
+  }
+  allocator.deallocate(second, n);
+  // Other sizes are plain allocations.
+  Sample* small = allocator.allocate(3);
+  small[2] = Sample{2, 2.0};
+  allocator.deallocate(small, 3);
+}
