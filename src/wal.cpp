@@ -202,7 +202,10 @@ uint32_t crc32c(const void* data, std::size_t n, uint32_t crc) {
 void append_log_record(std::string* out, std::string_view key, int64_t timestamp, double value) {
   std::size_t start = out->size();
   out->resize(start + kLogRecordHeaderBytes + key.size());
-  char* p = &(*out)[start];
+  encode_log_record(&(*out)[start], key, timestamp, value);
+}
+
+void encode_log_record(char* p, std::string_view key, int64_t timestamp, double value) {
   uint64_t bits;
   std::memcpy(&bits, &value, sizeof bits);
   encode32(p + 4, static_cast<uint32_t>(key.size()));
@@ -273,7 +276,7 @@ Wal::Wal(WalOptions options, Storage& storage)
 
 Wal::~Wal() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -457,16 +460,29 @@ void Wal::replay() {
 }
 
 bool Wal::log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Encoded and checksummed before taking mu_, which every session's puts
+  // share: under it, only a copy. Short keys stay on the stack.
+  constexpr std::size_t kStackKeyBytes = 232;
+  std::string record;
+  std::string_view bytes;
+  char stack[kLogRecordHeaderBytes + kStackKeyBytes];
+  if (key.size() <= kStackKeyBytes) {
+    encode_log_record(stack, key, timestamp, value);
+    bytes = std::string_view(stack, kLogRecordHeaderBytes + key.size());
+  } else {
+    append_log_record(&record, key, timestamp, value);
+    bytes = record;
+  }
+  std::lock_guard<AdaptiveMutex> lock(mu_);
   if (failed_) return false;
-  append_log_record(&buffer_, key, timestamp, value);
+  buffer_.append(bytes);
   ++records_in_file_;
   *ticket = ++appended_seq_;
   return true;
 }
 
 bool Wal::failed() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<AdaptiveMutex> lock(mu_);
   return failed_;
 }
 
@@ -476,7 +492,7 @@ uint64_t Wal::commit(uint64_t ticket) {
   // when it ends, and most find their record already written. (Queueing on
   // io_mu_ instead would hand the lock from waiter to waiter, one context
   // switch each.)
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
     if (durable_seq_ >= ticket || failed_) return durable_seq_;
     if (!leading_) break;
@@ -501,7 +517,7 @@ bool Wal::write_pending_locked(bool sync, bool retry, uint64_t* held_seq) {
   uint64_t offset;
   std::shared_ptr<Fd> file;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     if (failed_ && !retry) return false;
     batch.swap(buffer_);
     batch_end = appended_seq_;
@@ -517,7 +533,7 @@ bool Wal::write_pending_locked(bool sync, bool retry, uint64_t* held_seq) {
   if (err == 0) {
     bool recovered = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<AdaptiveMutex> lock(mu_);
       file_size_ = offset + batch.size();
       if (held_seq != nullptr) {
         *held_seq = batch_end;
@@ -541,7 +557,7 @@ bool Wal::write_pending_locked(bool sync, bool retry, uint64_t* held_seq) {
   [[maybe_unused]] int ignored = ::ftruncate(fd, static_cast<off_t>(offset));
   bool first = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     batch.append(buffer_);
     buffer_.swap(batch);
     first = !failed_;
@@ -556,7 +572,7 @@ bool Wal::write_pending_locked(bool sync, bool retry, uint64_t* held_seq) {
 }
 
 void Wal::syncer_loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
     wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
     if (stop_) return;
@@ -574,7 +590,7 @@ void Wal::syncer_loop() {
       int err = errno;
       log(errno_message("data file " + options_.path + ": fdatasync failed", err) +
           "; refusing puts until it can be written again");
-      std::lock_guard<std::mutex> relock(mu_);
+      std::lock_guard<AdaptiveMutex> relock(mu_);
       failed_ = true;
     }
     lock.lock();
@@ -582,7 +598,7 @@ void Wal::syncer_loop() {
 }
 
 void Wal::compactor_loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
     wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; });
     if (stop_) return;
@@ -595,7 +611,7 @@ void Wal::compactor_loop() {
 bool Wal::should_compact() {
   uint64_t records;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     if (failed_ || Clock::now() < next_compact_try_) return false;
     if (file_size_ + buffer_.size() < options_.compact_min_bytes) return false;
     records = records_in_file_;
@@ -606,7 +622,7 @@ bool Wal::should_compact() {
   }
   // Outside mu_: storage locks are always taken before mu_, never after.
   const uint64_t samples = storage_.sample_count();
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<AdaptiveMutex> lock(mu_);
   samples_counted_ = samples;
   return records > 2 * samples;
 }
@@ -618,7 +634,7 @@ bool Wal::compact() {
   auto give_up = [&](const std::string& why) {
     log("data file " + path + ": compaction failed: " + why + "; keeping the current log");
     ::unlink(tmp_path_.c_str());
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     next_compact_try_ = Clock::now() + std::chrono::minutes(1);
     return false;
   };
@@ -639,7 +655,7 @@ bool Wal::compact() {
   uint64_t old_size;
   std::shared_ptr<Fd> old;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     copied = file_size_ + buffer_.size();
     cut_records = records_in_file_;
     old_size = file_size_;
@@ -690,7 +706,7 @@ bool Wal::compact() {
   for (int round = 0; round < 3; ++round) {
     uint64_t end;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<AdaptiveMutex> lock(mu_);
       end = file_size_;
     }
     if (end <= copied) break;
@@ -708,7 +724,7 @@ bool Wal::compact() {
   }
   uint64_t end;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     end = file_size_;
   }
   if (!copy_tail(end)) return give_up(errno_message("copy", errno));
@@ -723,7 +739,7 @@ bool Wal::compact() {
   }
   uint64_t records;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<AdaptiveMutex> lock(mu_);
     file_ = std::make_shared<Fd>(std::move(tmp));
     file_size_ = written;
     records_in_file_ = snapshot_records + (records_in_file_ - cut_records);
