@@ -60,22 +60,20 @@ Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int6
 }
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
-  const std::size_t hash = hash_key(key);
-  Entry* entry = find(key, hash);
-  if (entry == nullptr) {
-    std::lock_guard<std::mutex> order(order_mu_);
-    entry = find(key, hash);
-    if (entry == nullptr) {
-      add_locked(key, hash, timestamp, value);
-      return;
-    }
-  }
-  std::lock_guard<std::mutex> lock(entry->mu);
-  entry->samples.insert(timestamp, value);
+  apply(key, timestamp, value, nullptr, nullptr);
 }
 
 bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
                   uint64_t* ticket) {
+  return apply(key, timestamp, value, &log, ticket);
+}
+
+void Storage::put_many(const std::vector<KeyedSample>& puts) {
+  for (const KeyedSample& p : puts) apply(p.key, p.timestamp, p.value, nullptr, nullptr);
+}
+
+bool Storage::apply(std::string_view key, int64_t timestamp, double value, PutLog* log,
+                    uint64_t* ticket) {
   const std::size_t hash = hash_key(key);
   Entry* entry = find(key, hash);
   if (entry == nullptr) {
@@ -84,36 +82,15 @@ bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog&
     if (entry == nullptr) {
       // A key's first record is logged under the key-order lock, so the
       // log's first records of any two keys are in the keys' order.
-      if (!log.log_put(key, timestamp, value, ticket)) return false;
+      if (log != nullptr && !log->log_put(key, timestamp, value, ticket)) return false;
       add_locked(key, hash, timestamp, value);
       return true;
     }
   }
   std::lock_guard<std::mutex> lock(entry->mu);
-  if (!log.log_put(key, timestamp, value, ticket)) return false;
+  if (log != nullptr && !log->log_put(key, timestamp, value, ticket)) return false;
   entry->samples.insert(timestamp, value);
   return true;
-}
-
-void Storage::put_many(const std::vector<KeyedSample>& puts) {
-  std::size_t i = 0;
-  while (i < puts.size()) {
-    const std::string_view key = puts[i].key;
-    std::size_t end = i + 1;
-    while (end < puts.size() && puts[end].key == key) ++end;
-    const std::size_t hash = hash_key(key);
-    Entry* entry = find(key, hash);
-    if (entry == nullptr) {
-      std::lock_guard<std::mutex> order(order_mu_);
-      entry = find(key, hash);
-      if (entry == nullptr) {
-        entry = add_locked(key, hash, puts[i].timestamp, puts[i].value);
-        ++i;
-      }
-    }
-    std::lock_guard<std::mutex> lock(entry->mu);
-    for (; i < end; ++i) entry->samples.insert(puts[i].timestamp, puts[i].value);
-  }
 }
 
 std::size_t Storage::key_count() const {

@@ -65,7 +65,8 @@ class Storage {
 
   // Like put(), but first hands the put to `log` under the same lock, so the
   // log sees each key's puts in the order they are applied (the last
-  // processed wins) and new keys in the order they are created. Returns false, storing nothing, if the log refuses the put.
+  // processed wins) and new keys in the order they are created. Returns
+  // false, storing nothing, if the log refuses the put.
   bool put(std::string_view key, int64_t timestamp, double value, PutLog& log, uint64_t* ticket);
 
   // One put of a batch; `key` must stay valid for the put_many call.
@@ -75,9 +76,8 @@ class Storage {
     double value;
   };
 
-  // Applies `puts` in order, as put() one at a time would; a run of puts to
-  // one key looks the key up and locks it once. For bulk loading (the log's
-  // replay).
+  // Applies `puts` in order, as put() one at a time would. For bulk loading
+  // (the log's replay).
   void put_many(const std::vector<KeyedSample>& puts);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
@@ -121,6 +121,10 @@ class Storage {
   // The entry of `key` in the current index, or null. Lock-free; a null
   // answer is only final under order_mu_.
   Entry* find(std::string_view key, std::size_t hash) const;
+
+  // put(), logging to `log` unless it is null.
+  bool apply(std::string_view key, int64_t timestamp, double value, PutLog* log,
+             uint64_t* ticket);
 
   // Creates the entry of a key that is not stored, after every existing key,
   // holding its first sample. Published to readers only once complete.
