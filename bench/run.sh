@@ -144,10 +144,16 @@ for round in $(seq "${BENCH_REPEAT:-3}"); do
 done
 echo "bench: idle connections on ${kinds[*]}" >&2
 for kind in "${kinds[@]}"; do measure idle "$kind" --mode idle -c 1000; done
-echo "bench: scenarios 4-6 on metrics" >&2
-measure s4 metrics --mode get --keys 1 --samples-per-key 100 -c 8 -n 20000
+# Scenario 4 and 6 on Redis too (HGETALL of a 100-field hash; RSS after
+# 10M HSETs); `get *` has no Redis counterpart.
+later_kinds=(metrics)
+if have_redis; then later_kinds=(redis metrics); fi
+echo "bench: scenarios 4-6 on ${later_kinds[*]} (5 on metrics only)" >&2
+for kind in "${later_kinds[@]}"; do
+  measure s4 "$kind" --mode get --keys 1 --samples-per-key 100 -c 8 -n 20000
+done
 measure s5 metrics --mode get-all --keys 1000 --samples-per-key 1000 -c 1 -n 3 --background 4
-measure s6 metrics -c 4 -P 64 -n 10000000 --keys 10000
+for kind in "${later_kinds[@]}"; do measure s6 "$kind" -c 4 -P 64 -n 10000000 --keys 10000; done
 
 redis_cell() { if have_redis; then cell "$1/redis"; else echo "not installed"; fi; }
 
@@ -164,13 +170,16 @@ for s in s1 s2 s3; do
     "| $(ratio "$(field $s/metrics 10)" "$(field $s/noop 10)") throughput" \
     "| $(ratio "$(field $s/metrics 10)" "$(field $s/redis 10)") throughput |"
 done
-echo "| 4. get of 1 key x 100 samples, 8 conn | n/a | n/a | $(cell s4/metrics)," \
-  "$(field s4/metrics 14) MB/s | | |"
+s4_redis=$(if have_redis; then echo "$(cell s4/redis), $(field s4/redis 14) MB/s"; else echo "not installed"; fi)
+echo "| 4. get of 1 key x 100 samples, 8 conn | n/a | $s4_redis | $(cell s4/metrics)," \
+  "$(field s4/metrics 14) MB/s | | $(ratio "$(field s4/metrics 10)" "$(field s4/redis 10)") throughput |"
 echo "| 5. get * of 1,000,000 samples / 1,000 keys | n/a | n/a |" \
   "$(ms "$(field s5/metrics 11)") per get *, $(field s5/metrics 14) MB/s;" \
   "4 ping-pong putters meanwhile: p99 $(ms "$(field s5/metrics 21)") | | |"
-echo "| 6. memory after 10,000,000 puts / 10,000 keys | n/a | n/a |" \
-  "$(field s6/metrics 18) bytes RSS per sample, $(rate "$(field s6/metrics 10)") | | |"
+s6_cell() { echo "$(field "s6/$1" 18) bytes RSS per sample, $(rate "$(field "s6/$1" 10)")"; }
+s6_redis=$(if have_redis; then s6_cell redis; else echo "not installed"; fi)
+echo "| 6. memory after 10,000,000 puts / 10,000 keys | n/a | $s6_redis | $(s6_cell metrics)" \
+  "| | $(ratio "$(field s6/redis 18)" "$(field s6/metrics 18)") less memory per sample |"
 idle_cell() {
   if [[ -z ${ROW[idle/$1]:-} || ${ROW[idle/$1]} == FAILED ]]; then cell "idle/$1"; return; fi
   awk -v v="$(field "idle/$1" 18)" 'BEGIN { printf "%.1f KiB RSS/conn", v / 1024 }'

@@ -96,6 +96,29 @@ TEST_CASE("metrics-bench takes Redis-style answers only with --protocol redis", 
   CHECK_THAT(fake.received(), Contains("HSET bench:0 1500000000 "));
 }
 
+TEST_CASE("metrics-bench gets with HGETALL and checks the whole Redis answer", "[bench]") {
+  // Preload: 2 samples of one key as HSETs; then 2 gets, each answered with
+  // both fields and values as RESP bulk strings, in timestamp order.
+  const std::string hgetall =
+      "*4\r\n$10\r\n1500000000\r\n$7\r\n-1000.0\r\n$10\r\n1500000001\r\n$7\r\n-999.75\r\n";
+  FakeServer fake({reply(":1\r\n"), reply(":1\r\n"), reply(hgetall), reply(hgetall)});
+  ProcessResult r = bench(fake.port(), {"--protocol", "redis", "--mode", "get", "--keys", "1",
+                                        "--samples-per-key", "2", "-c", "1", "-n", "2"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("2 answered right, 0 failed"));
+  CHECK_THAT(fake.received(), Contains("HSET bench:get:0 1500000001 -999.75\r\n"));
+  CHECK_THAT(fake.received(), Contains("HGETALL bench:get:0\r\n"));
+
+  // One value off: a wrong answer, exit status 1.
+  std::string wrong = hgetall;
+  wrong[wrong.size() - 3] = '6';
+  FakeServer off({reply(":1\r\n"), reply(":1\r\n"), reply(wrong)});
+  ProcessResult bad = bench(off.port(), {"--protocol", "redis", "--mode", "get", "--keys", "1",
+                                         "--samples-per-key", "2", "-c", "1", "-n", "1"});
+  CHECK(bad.exit_code == kExitFailure);
+}
+
 TEST_CASE("metrics-bench reports a server it cannot reach and exits 1", "[bench]") {
   RefusedPort refused;
   ProcessResult r = bench(refused.port(), {"-c", "1", "-n", "1"});
@@ -106,7 +129,11 @@ TEST_CASE("metrics-bench reports a server it cannot reach and exits 1", "[bench]
 TEST_CASE("metrics-bench rejects bad options before connecting", "[bench]") {
   RefusedPort refused;
   CHECK(bench(refused.port(), {"--mode", "delete"}).exit_code == kExitUsage);
-  CHECK(bench(refused.port(), {"--protocol", "redis", "--mode", "get"}).exit_code == kExitUsage);
+  CHECK(bench(refused.port(), {"--protocol", "redis", "--mode", "get-all"}).exit_code ==
+        kExitUsage);
+  // Redis keeps a hash's insertion order only while it has at most 128 fields.
+  CHECK(bench(refused.port(), {"--protocol", "redis", "--mode", "get", "--samples-per-key", "129"})
+            .exit_code == kExitUsage);
   CHECK(bench(refused.port(), {"--background", "2"}).exit_code == kExitUsage);
   CHECK(bench(refused.port(), {"-n", "0"}).exit_code == kExitUsage);
 }

@@ -107,9 +107,9 @@ class Workload {
     if (mode == "put" || (mode == "mixed" && j % 2 == 0)) {
       append_put(out, c, mode == "mixed" ? j / 2 : j);
     } else if (mode == "get" || mode == "mixed") {
-      out->append("get ");
+      out->append(redis_ ? "HGETALL " : "get ");
       append_preload_key(out, get_key(c, mode == "mixed" ? j / 2 : j));
-      out->push_back('\n');
+      out->append(redis_ ? "\r\n" : "\n");
     } else {  // get-all
       out->append("get *\n");
     }
@@ -129,13 +129,21 @@ class Workload {
   void append_preload_put(std::string* out, uint64_t i) const {
     std::size_t key = i / options_.samples_per_key;
     std::size_t sample = i % options_.samples_per_key;
-    out->append("put ");
+    const int64_t timestamp = options_.base_timestamp + static_cast<int64_t>(sample);
+    out->append(redis_ ? "HSET " : "put ");
     append_preload_key(out, key);
     out->push_back(' ');
-    metrics::append_value(out, preload_value(key, sample));
-    out->push_back(' ');
-    metrics::append_timestamp(out, options_.base_timestamp + static_cast<int64_t>(sample));
-    out->push_back('\n');
+    if (redis_) {
+      metrics::append_timestamp(out, timestamp);
+      out->push_back(' ');
+      metrics::append_value(out, preload_value(key, sample));
+      out->append("\r\n");
+    } else {
+      metrics::append_value(out, preload_value(key, sample));
+      out->push_back(' ');
+      metrics::append_timestamp(out, timestamp);
+      out->push_back('\n');
+    }
   }
 
   Expectation put_answer() const {
@@ -197,7 +205,40 @@ class Workload {
     return static_cast<double>((key * 7919 + sample) % 100003) * 0.25 - 1000.0;
   }
 
+  // Redis answers HGETALL with every field and its value as bulk strings,
+  // in insertion order while the hash is small (a listpack, up to 128
+  // fields), which here is timestamp order.
+  void build_redis_answers() {
+    key_answers_.resize(options_.keys);
+    std::string text;
+    auto bulk = [](std::string* out, const std::string& s) {
+      out->push_back('$');
+      append_number(out, s.size());
+      out->append("\r\n");
+      out->append(s);
+      out->append("\r\n");
+    };
+    for (std::size_t k = 0; k < options_.keys; ++k) {
+      std::string& answer = key_answers_[k];
+      answer = "*";
+      append_number(&answer, 2 * options_.samples_per_key);
+      answer.append("\r\n");
+      for (std::size_t s = 0; s < options_.samples_per_key; ++s) {
+        text.clear();
+        metrics::append_timestamp(&text, options_.base_timestamp + static_cast<int64_t>(s));
+        bulk(&answer, text);
+        text.clear();
+        metrics::append_value(&text, preload_value(k, s));
+        bulk(&answer, text);
+      }
+    }
+  }
+
   void build_preload_answers() {
+    if (redis_) {
+      build_redis_answers();
+      return;
+    }
     all_answer_ = "ok\n";
     key_answers_.resize(options_.keys);
     std::string key;
@@ -672,8 +713,8 @@ void setup_options(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"put", "get", "mixed", "get-all", "idle"}));
   app.add_option("--protocol", o.protocol,
-                 "metrics, or redis: inline 'HSET bench:KEY TIMESTAMP VALUE' answered :1 or :0 "
-                 "(put and idle modes only)")
+                 "metrics, or redis: inline 'HSET bench:KEY TIMESTAMP VALUE' answered :1 or :0, "
+                 "and 'HGETALL bench:get:KEY' for gets (put, idle and get modes)")
       ->capture_default_str()
       ->check(CLI::IsMember({"metrics", "redis"}));
   app.add_option("--background", o.background,
@@ -706,8 +747,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "metrics-bench: %s (see --help)\n", e.what());
     return kExitUsage;
   }
-  if (options.protocol == "redis" && options.mode != "put" && options.mode != "idle") {
-    std::fprintf(stderr, "metrics-bench: --protocol redis supports only --mode put and idle\n");
+  if (options.protocol == "redis" &&
+      (options.mode == "mixed" || options.mode == "get-all" || options.background > 0 ||
+       (options.mode == "get" && options.samples_per_key > 128))) {
+    std::fprintf(stderr,
+                 "metrics-bench: --protocol redis supports --mode put, idle, and get with at most "
+                 "128 samples per key (Redis keeps their order only that far), without "
+                 "--background\n");
     return kExitUsage;
   }
   if (options.background > 0 && options.mode != "get" && options.mode != "mixed" &&
