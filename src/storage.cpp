@@ -29,8 +29,14 @@ Storage::Entry* Storage::find(std::string_view key, std::size_t hash) const {
   }
 }
 
-Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int64_t timestamp,
-                                    double value) {
+void Storage::Table::place(Entry* entry, std::memory_order order) {
+  std::size_t i = entry->hash & mask;
+  while (slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
+  slots[i].store(entry, order);
+}
+
+void Storage::add_locked(std::string_view key, std::size_t hash, int64_t timestamp,
+                         double value) {
   Entry* entry = &entries_.emplace_back(key, hash);
   // Nobody can reach the entry yet: get * walks entries_ under order_mu_,
   // and the index publishes it below.
@@ -42,21 +48,16 @@ Storage::Entry* Storage::add_locked(std::string_view key, std::size_t hash, int6
     // still probing the old one find every key it had; one that misses a
     // newer key retries under order_mu_.
     auto bigger = std::make_unique<Table>(2 * (table->mask + 1));
+    // Unpublished until table_ is stored below: relaxed stores suffice.
     for (std::size_t i = 0; i <= table->mask; ++i) {
       Entry* e = table->slots[i].load(std::memory_order_relaxed);
-      if (e == nullptr) continue;
-      std::size_t j = e->hash & bigger->mask;
-      while (bigger->slots[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & bigger->mask;
-      bigger->slots[j].store(e, std::memory_order_relaxed);
+      if (e != nullptr) bigger->place(e, std::memory_order_relaxed);
     }
     table = bigger.get();
     tables_.push_back(std::move(bigger));
     table_.store(table, std::memory_order_release);
   }
-  std::size_t i = hash & table->mask;
-  while (table->slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & table->mask;
-  table->slots[i].store(entry, std::memory_order_release);
-  return entry;
+  table->place(entry, std::memory_order_release);
 }
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {

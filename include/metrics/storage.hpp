@@ -112,6 +112,9 @@ class Storage {
   // most half full. Slots only ever go from null to an entry.
   struct Table {
     explicit Table(std::size_t size);
+    // Stores `entry` in the first free slot of its probe sequence.
+    // REQUIRES: order_mu_ held; a free slot exists.
+    void place(Entry* entry, std::memory_order order);
     std::size_t mask;
     std::unique_ptr<std::atomic<Entry*>[]> slots;
   };
@@ -129,7 +132,7 @@ class Storage {
   // Creates the entry of a key that is not stored, after every existing key,
   // holding its first sample. Published to readers only once complete.
   // REQUIRES: order_mu_ held.
-  Entry* add_locked(std::string_view key, std::size_t hash, int64_t timestamp, double value);
+  void add_locked(std::string_view key, std::size_t hash, int64_t timestamp, double value);
 
   // The entry at `index` in key order, or null. Takes order_mu_.
   const Entry* entry_at(std::size_t index) const;
