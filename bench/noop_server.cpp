@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,12 +20,18 @@ namespace {
 // that the two differ only in their handler.
 constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
-// Answers every line, blank ones included, with "ok\n\n". Thread-safe: it
-// has no state.
+// Answers every line, blank ones included, with "ok\n\n".
 class NoopHandler : public metrics::LineHandler {
  public:
   void handle_line(std::string_view /*line*/, metrics::Output& out) override {
     out.buffer().append(metrics::kOkAnswer);
+  }
+};
+
+class NoopService : public metrics::Service {
+ public:
+  std::unique_ptr<metrics::LineHandler> open_session() override {
+    return std::make_unique<NoopHandler>();
   }
 };
 
@@ -44,8 +51,8 @@ int main(int argc, char** argv) {
 
   try {
     metrics::set_default_thread_stack_size(kSessionStackBytes);
-    NoopHandler handler;
-    metrics::Server server(options, handler);
+    NoopService service;
+    metrics::Server server(options, service);
     server.listen();
     metrics::run_until_stop_signal(server);
   } catch (const std::exception& e) {

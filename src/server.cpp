@@ -108,8 +108,8 @@ bool Output::flush(bool keep_capacity) {
   return !failed_;
 }
 
-Server::Server(ServerOptions options, LineHandler& handler)
-    : options_(std::move(options)), handler_(handler) {
+Server::Server(ServerOptions options, Service& service)
+    : options_(std::move(options)), service_(service) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
   wake_read_.reset(fds[0]);
@@ -271,7 +271,8 @@ void Server::start_session(Fd fd, std::string peer) {
 
 void Server::serve(Session* session, uint64_t id) {
   const int fd = session->fd.get();
-  Output out(fd, &handler_);
+  const std::unique_ptr<LineHandler> handler = service_.open_session();
+  Output out(fd, handler.get());
   LineSplitter splitter(options_.max_line_bytes);
   const bool idle_limit = options_.idle_timeout_seconds > 0;
   const auto idle_duration = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -287,12 +288,12 @@ void Server::serve(Session* session, uint64_t id) {
         std::string_view(buf, static_cast<std::size_t>(n)),
         [&](std::string_view line) {
           answered = true;
-          handler_.handle_line(line, out);
+          handler->handle_line(line, out);
           out.flush_if_large();
         },
         [&] {
           answered = true;
-          handler_.handle_too_long(out);
+          handler->handle_too_long(out);
         });
     if (!out.flush()) break;
     if (idle_limit) {

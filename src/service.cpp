@@ -1,5 +1,6 @@
 #include "metrics/service.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -7,7 +8,26 @@
 
 namespace metrics {
 
-void MetricsService::handle_line(std::string_view line, Output& out) {
+namespace {
+
+// Gathering stops at this many key bytes too, so a batch's memory is bounded
+// whatever the keys' length.
+constexpr std::size_t kMaxBatchKeyBytes = 16 * 1024;
+
+// Returns the memory of a container grown past `bytes` (by a long batch), so
+// an idle session does not keep it.
+template <typename Container>
+void clear_and_trim(Container& c, std::size_t bytes) {
+  if (c.capacity() * sizeof(typename Container::value_type) > bytes) {
+    Container().swap(c);
+  } else {
+    c.clear();
+  }
+}
+
+}  // namespace
+
+void MetricsSession::handle_line(std::string_view line, Output& out) {
   Request request = parse_request(line);
   switch (request.kind) {
     case RequestKind::kEmpty:
@@ -21,25 +41,53 @@ void MetricsService::handle_line(std::string_view line, Output& out) {
         out.buffer().append(kOkAnswer);
         return;
       }
-      uint64_t ticket;
-      if (storage_.put(request.key, request.timestamp, request.value, *wal_, &ticket)) {
-        out.append_provisional(kOkAnswer, kStorageFailureAnswer, ticket);
-      } else {
-        // The log is failing: the put is refused without touching memory.
-        out.buffer().append(kStorageFailureAnswer);
-      }
+      pending_.push_back(PendingPut{request.key.size(), request.timestamp, request.value});
+      keys_.append(request.key);
+      out.append_provisional(kOkAnswer, kStorageFailureAnswer, ++next_ticket_);
+      if (pending_.size() == kMaxBatch || keys_.size() >= kMaxBatchKeyBytes) apply_pending();
       return;
     case RequestKind::kGet:
+      apply_pending();
       answer_get(request.key, out);
       return;
   }
 }
 
-uint64_t MetricsService::settle(uint64_t ticket) {
-  return wal_ == nullptr ? ticket : wal_->commit(ticket);
+void MetricsSession::apply_pending() {
+  if (pending_.empty()) return;
+  batch_.clear();
+  std::string_view keys = keys_;
+  for (const PendingPut& p : pending_) {
+    batch_.push_back(Storage::KeyedSample{keys.substr(0, p.key_size), p.timestamp, p.value});
+    keys.remove_prefix(p.key_size);
+  }
+  std::size_t applied = 0;
+  uint64_t last = 0;
+  if (!refused_) applied = wal_->put_batch(batch_.data(), batch_.size(), &last);
+  // One batch's tickets are consecutive.
+  for (std::size_t i = 0; i < applied; ++i) logged_.push_back(last - applied + 1 + i);
+  if (applied < batch_.size()) refused_ = true;
+  pending_.clear();
+  batch_.clear();
+  clear_and_trim(keys_, kMaxBatchKeyBytes);
 }
 
-void MetricsService::answer_get(std::string_view key, Output& out) {
+uint64_t MetricsSession::settle(uint64_t ticket) {
+  apply_pending();
+  uint64_t succeeded = 0;
+  if (!logged_.empty()) {
+    const uint64_t durable = wal_->commit(logged_.back());
+    succeeded = static_cast<uint64_t>(
+        std::upper_bound(logged_.begin(), logged_.end(), durable) - logged_.begin());
+  }
+  const uint64_t last_good = settled_ + succeeded;
+  settled_ = ticket;
+  clear_and_trim(logged_, 4096);
+  refused_ = false;
+  return last_good;
+}
+
+void MetricsSession::answer_get(std::string_view key, Output& out) {
   std::vector<Sample> samples;
   out.buffer().append("ok\n");
   if (key != "*") {

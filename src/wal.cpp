@@ -188,6 +188,127 @@ std::string format_seconds(double seconds) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// LogTail
+
+// The end of the log file, where records are appended: through a shared
+// writable mapping of a window of the file, so a record is in the page cache
+// (and survives the process being killed) as soon as it is copied, with no
+// system call per record. Space is allocated ahead with posix_fallocate, so a
+// full disk or a file-size limit is an error returned here, never a SIGBUS on
+// a store to the mapping. Past end() the file holds zeros (scan_log's
+// zero_bytes) until the Wal cuts it on closing.
+//
+// Not thread-safe: the Wal calls it under mu_.
+class LogTail {
+ public:
+  // Appends to `file` from `end`, which must be its size.
+  LogTail(std::shared_ptr<Fd> file, uint64_t end)
+      : file_(std::move(file)), end_(end), allocated_(end) {}
+  ~LogTail() { unmap(); }
+  LogTail(const LogTail&) = delete;
+  LogTail& operator=(const LogTail&) = delete;
+
+  const std::shared_ptr<Fd>& file() const { return file_; }
+  uint64_t end() const { return end_; }
+
+  // Copies `bytes` to the end of the log. Returns 0, or an errno value; then
+  // end() has not moved (a part that was copied is overwritten next time).
+  int append(std::string_view bytes) {
+    if (int err = reserve(bytes.size()); err != 0) return err;
+    uint64_t pos = end_;
+    while (!bytes.empty()) {
+      if (window_ == nullptr || pos < window_start_ || pos >= window_start_ + kWindowBytes) {
+        if (int err = map(pos - pos % kWindowBytes); err != 0) return err;
+      }
+      const auto n = static_cast<std::size_t>(
+          std::min<uint64_t>(bytes.size(), window_start_ + kWindowBytes - pos));
+      std::memcpy(window_ + (pos - window_start_), bytes.data(), n);
+      bytes.remove_prefix(n);
+      pos += n;
+    }
+    // The mapping's pages are fresh: fetch the cache line a few records
+    // ahead now, so that writing it later does not stall (under mu_).
+    if (pos + kPrefetchBytes < window_start_ + kWindowBytes) {
+      __builtin_prefetch(window_ + (pos - window_start_) + kPrefetchBytes, 1);
+    }
+    end_ = pos;
+    return 0;
+  }
+
+  // Makes sure `n` more bytes can be appended: allocates, if needed, that
+  // much and a sixteenth of the log more (64 KiB to 4 MiB), so a large log
+  // grows a few times a second at most and a small one stays small.
+  // Returns 0 or an errno value.
+  int reserve(std::size_t n) {
+    if (end_ + n <= allocated_) return 0;
+    const uint64_t target = end_ + n + std::clamp<uint64_t>(end_ / 16, kMinGrowth, kMaxGrowth);
+    int err;
+    do {
+      err = ::posix_fallocate(file_->get(), static_cast<off_t>(allocated_),
+                              static_cast<off_t>(target - allocated_));
+    } while (err == EINTR);
+    if (err != 0) return err;
+    populate(allocated_, target);
+    allocated_ = target;
+    return 0;
+  }
+
+  // Unmaps and cuts the file at end(), dropping the space allocated ahead.
+  // Returns 0 or an errno value.
+  int truncate() {
+    unmap();
+    if (::ftruncate(file_->get(), static_cast<off_t>(end_)) != 0) return errno;
+    allocated_ = end_;
+    return 0;
+  }
+
+ private:
+  static constexpr uint64_t kWindowBytes = 4 << 20;  // a multiple of the page size
+  static constexpr uint64_t kPrefetchBytes = 512;
+  static constexpr uint64_t kMinGrowth = 64 << 10;
+  static constexpr uint64_t kMaxGrowth = 4 << 20;
+
+  int map(uint64_t start) {
+    unmap();
+    // The window may reach past the end of the file; only allocated bytes
+    // are ever touched.
+    void* p = ::mmap(nullptr, kWindowBytes, PROT_READ | PROT_WRITE, MAP_SHARED, file_->get(),
+                     static_cast<off_t>(start));
+    if (p == MAP_FAILED) return errno;
+    window_ = static_cast<char*>(p);
+    window_start_ = start;
+    populate(end_, allocated_);
+    return 0;
+  }
+
+  void unmap() {
+    if (window_ != nullptr) ::munmap(window_, kWindowBytes);
+    window_ = nullptr;
+  }
+
+  // Maps the pages of [from, to) that the window holds for writing now, in
+  // one call: otherwise the first store to each page faults, under mu_.
+  // Best effort (kernels before 5.14 do not have MADV_POPULATE_WRITE).
+  void populate(uint64_t from, uint64_t to) {
+    static const auto kPageBytes = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (window_ == nullptr) return;
+    from = std::max(from, window_start_);
+    from -= from % kPageBytes;
+    to = std::min(to, window_start_ + kWindowBytes);
+    if (from >= to) return;
+#ifdef MADV_POPULATE_WRITE
+    ::madvise(window_ + (from - window_start_), to - from, MADV_POPULATE_WRITE);
+#endif
+  }
+
+  const std::shared_ptr<Fd> file_;
+  uint64_t end_;
+  uint64_t allocated_;  // the file's size: end_ plus the zeros allocated ahead
+  char* window_ = nullptr;
+  uint64_t window_start_ = 0;
+};
+
+// ---------------------------------------------------------------------------
 // Record format
 
 uint32_t crc32c(const void* data, std::size_t n, uint32_t crc) {
@@ -268,8 +389,7 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 
 Wal::Wal(WalOptions options, Storage& storage)
     : options_(std::move(options)), storage_(storage), tmp_path_(options_.path + ".rewrite") {
-  open_and_lock();
-  replay();
+  replay(open_and_lock());
   syncer_ = std::thread(&Wal::syncer_loop, this);
   compactor_ = std::thread(&Wal::compactor_loop, this);
 }
@@ -282,10 +402,15 @@ Wal::~Wal() {
   wake_.notify_all();
   syncer_.join();
   compactor_.join();
-  // Sessions have all ended: write and sync what they left (retrying once
-  // if the log was failing).
-  std::lock_guard<std::mutex> io(io_mu_);
-  write_pending_locked(/*sync=*/true, /*retry=*/true);
+  // Sessions have all ended: drop the space allocated ahead and sync.
+  std::lock_guard<AdaptiveMutex> lock(mu_);
+  if (int err = tail_->truncate(); err != 0) {
+    log(errno_message("data file " + options_.path + ": cutting it to its records on close", err) +
+        " (the next start does)");
+  }
+  if (::fdatasync(tail_->file()->get()) != 0) {
+    log(errno_message("data file " + options_.path + ": fdatasync on close", errno));
+  }
 }
 
 void Wal::log(const std::string& line, bool info) const {
@@ -300,8 +425,9 @@ void Wal::log(const std::string& line, bool info) const {
   std::fflush(stderr);
 }
 
-void Wal::open_and_lock() {
+std::shared_ptr<Fd> Wal::open_and_lock() {
   const std::string& path = options_.path;
+  std::shared_ptr<Fd> file;
   // A compaction by a previous owner may replace the file between our open
   // and our flock; then the lock is on an unlinked file and we start over.
   for (int attempt = 0;; ++attempt) {
@@ -319,7 +445,7 @@ void Wal::open_and_lock() {
     if (::fstat(fd.get(), &opened) != 0) throw file_error("stat data file " + path, errno);
     if (::stat(path.c_str(), &named) == 0 && named.st_ino == opened.st_ino &&
         named.st_dev == opened.st_dev) {
-      file_ = std::make_shared<Fd>(std::move(fd));
+      file = std::make_shared<Fd>(std::move(fd));
       break;
     }
     if (attempt == 100) throw std::runtime_error("data file " + path + " keeps being replaced");
@@ -327,11 +453,12 @@ void Wal::open_and_lock() {
   // A rewrite interrupted by a crash left its unfinished file; only the
   // owner of the lock ever writes it.
   ::unlink(tmp_path_.c_str());
+  return file;
 }
 
-void Wal::replay() {
+void Wal::replay(std::shared_ptr<Fd> file) {
   const std::string& path = options_.path;
-  const int fd = file_->get();
+  const int fd = file->get();
   auto start = Clock::now();
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw file_error("stat data file " + path, errno);
@@ -417,6 +544,7 @@ void Wal::replay() {
         " (a damaged record followed by valid ones); start with --repair to drop the damaged "
         "bytes and keep every valid record, or restore a backup");
   }
+  uint64_t end = size;
   if (scan.end < kLogMagic.size()) {
     // A new file, or one whose creation was cut short: write the header.
     if (size > 0) log("data file " + path + ": rewriting an incomplete header");
@@ -424,18 +552,22 @@ void Wal::replay() {
         !sync_directory(path)) {
       throw file_error("initialise data file " + path, errno);
     }
-    file_size_ = kLogMagic.size();
+    end = kLogMagic.size();
   } else if (scan.torn_bytes > 0) {
-    log("data file " + path + ": warning: truncating a torn record of " +
-        std::to_string(scan.torn_bytes) + " bytes at offset " + std::to_string(scan.end) +
-        " (the end of a write cut short by a crash)");
+    // Zeros alone are the space a killed server had allocated ahead: the
+    // log ended cleanly before them.
+    if (scan.zero_bytes < scan.torn_bytes) {
+      log("data file " + path + ": warning: truncating a torn record at offset " +
+          std::to_string(scan.end) + " (" + std::to_string(scan.torn_bytes) +
+          " bytes cut, with any space allocated after it: the end of a write cut short by a "
+          "crash)");
+    }
     if (::ftruncate(fd, static_cast<off_t>(scan.end)) != 0 || ::fdatasync(fd) != 0) {
       throw file_error("truncate data file " + path, errno);
     }
-    file_size_ = scan.end;
-  } else {
-    file_size_ = size;
+    end = scan.end;
   }
+  tail_ = std::make_unique<LogTail>(std::move(file), end);
   records_in_file_ = scan.records;
   replay_.records = scan.records;
   replay_.samples = storage_.sample_count();
@@ -459,26 +591,63 @@ void Wal::replay() {
   }
 }
 
-bool Wal::log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) {
-  // Encoded and checksummed before taking mu_, which every session's puts
-  // share: under it, only a copy. Short keys stay on the stack.
-  constexpr std::size_t kStackKeyBytes = 232;
-  std::string record;
-  std::string_view bytes;
-  char stack[kLogRecordHeaderBytes + kStackKeyBytes];
-  if (key.size() <= kStackKeyBytes) {
-    encode_log_record(stack, key, timestamp, value);
-    bytes = std::string_view(stack, kLogRecordHeaderBytes + key.size());
-  } else {
-    append_log_record(&record, key, timestamp, value);
-    bytes = record;
+// The PutLog the Wal hands the storage while it holds mu_: appends the
+// records of a batch, encoded beforehand, one per put, and remembers the
+// first failure, to be logged once mu_ is released (logging may not wait for
+// anything under a storage lock).
+class Wal::Appender : public PutLog {
+ public:
+  // REQUIRES: wal.mu_ held for the Appender's lifetime. `records` holds the
+  // batch's records back to back, in the order of its puts.
+  Appender(Wal& wal, std::string_view records) : wal_(wal), records_(records) {}
+
+  bool log_put(std::string_view key, int64_t, double, uint64_t* ticket) override {
+    if (wal_.failed_ || error_ != 0) return false;
+    const std::string_view record = records_.substr(0, kLogRecordHeaderBytes + key.size());
+    if (int err = wal_.tail_->append(record); err != 0) {
+      error_ = err;
+      return false;
+    }
+    records_.remove_prefix(record.size());
+    ++wal_.records_in_file_;
+    *ticket = ++wal_.appended_seq_;
+    // Without kAlways, a record in the page cache is as durable as promised.
+    if (wal_.options_.fsync != FsyncPolicy::kAlways) wal_.durable_seq_ = wal_.appended_seq_;
+    wal_.dirty_ = true;
+    return true;
   }
-  std::lock_guard<AdaptiveMutex> lock(mu_);
-  if (failed_) return false;
-  buffer_.append(bytes);
-  ++records_in_file_;
-  *ticket = ++appended_seq_;
-  return true;
+
+  int error() const { return error_; }
+
+ private:
+  Wal& wal_;
+  std::string_view records_;
+  int error_ = 0;
+};
+
+bool Wal::put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) {
+  const Storage::KeyedSample one{key, timestamp, value};
+  return put_batch(&one, 1, ticket) == 1;
+}
+
+std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket) {
+  // Encoded and checksummed before taking mu_, which every session's puts
+  // share: under it, only a copy per record.
+  thread_local std::string records;
+  records.clear();
+  for (std::size_t i = 0; i < n; ++i) {
+    append_log_record(&records, puts[i].key, puts[i].timestamp, puts[i].value);
+  }
+  std::unique_lock<AdaptiveMutex> lock(mu_);
+  Appender appender(*this, records);
+  std::size_t applied = 0;
+  while (applied < n) {
+    const Storage::KeyedSample& p = puts[applied];
+    if (!storage_.put(p.key, p.timestamp, p.value, appender, last_ticket)) break;
+    ++applied;
+  }
+  if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
+  return applied;
 }
 
 bool Wal::failed() const {
@@ -486,89 +655,63 @@ bool Wal::failed() const {
   return failed_;
 }
 
+void Wal::fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err) {
+  const bool first = !failed_;
+  failed_ = true;
+  lock.unlock();
+  if (first) {
+    log(errno_message("data file " + options_.path + ": " + what, err) +
+        "; refusing puts until it can be written again (retrying every second)");
+  }
+  lock.lock();
+}
+
 uint64_t Wal::commit(uint64_t ticket) {
-  // Group commit: one session at a time leads a write of everything
-  // buffered; the others wait on a condition variable, all woken at once
-  // when it ends, and most find their record already written. (Queueing on
-  // io_mu_ instead would hand the lock from waiter to waiter, one context
-  // switch each.)
+  // Group commit: one session at a time leads an fdatasync of everything
+  // appended so far; the others wait on a condition variable, all woken at
+  // once when it ends, and most find their record synced.
   std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
     if (durable_seq_ >= ticket || failed_) return durable_seq_;
     if (!leading_) break;
-    written_.wait(lock);
+    synced_.wait(lock);
   }
   leading_ = true;
+  const uint64_t target = appended_seq_;
+  const std::shared_ptr<Fd> file = tail_->file();
   lock.unlock();
-  {
-    std::lock_guard<std::mutex> io(io_mu_);
-    write_pending_locked(options_.fsync == FsyncPolicy::kAlways, /*retry=*/false);
-  }
+  // A compaction may switch files meanwhile: it syncs the new file, holding
+  // every record appended before the switch, before anything else is
+  // appended to it.
+  const int err = ::fdatasync(file->get()) == 0 ? 0 : errno;
   lock.lock();
   leading_ = false;
-  written_.notify_all();
+  if (err == 0) {
+    durable_seq_ = std::max(durable_seq_, target);
+  } else {
+    fail_locked(lock, "fdatasync failed", err);
+  }
+  synced_.notify_all();
   return durable_seq_;
 }
 
-bool Wal::write_pending_locked(bool sync, bool retry, uint64_t* held_seq) {
-  std::string& batch = spare_;
-  batch.clear();
-  uint64_t batch_end;
-  uint64_t offset;
-  std::shared_ptr<Fd> file;
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    if (failed_ && !retry) return false;
-    batch.swap(buffer_);
-    batch_end = appended_seq_;
-    offset = file_size_;
-    file = file_;
-  }
-  const int fd = file->get();
-  int err = 0;
-  // A failed write may have left part of a record behind: cut it off first.
-  if (retry && ::ftruncate(fd, static_cast<off_t>(offset)) != 0) err = errno;
-  if (err == 0 && !pwrite_all(fd, batch, offset)) err = errno;
-  if (err == 0 && sync && ::fdatasync(fd) != 0) err = errno;
-  if (err == 0) {
-    bool recovered = false;
-    {
-      std::lock_guard<AdaptiveMutex> lock(mu_);
-      file_size_ = offset + batch.size();
-      if (held_seq != nullptr) {
-        *held_seq = batch_end;
-      } else {
-        durable_seq_ = batch_end;
-      }
-      if (!sync && !batch.empty()) dirty_ = true;
-      if (failed_) {
-        failed_ = false;
-        recovered = true;
-      }
-    }
-    batch.clear();
-    if (recovered) {
-      log("data file " + options_.path + ": writable again; accepting puts");
-    }
-    return true;
-  }
-  // Nothing of this batch counts as written: cut off what did reach the
-  // file and keep the records, in order, for the retry.
-  [[maybe_unused]] int ignored = ::ftruncate(fd, static_cast<off_t>(offset));
-  bool first = false;
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    batch.append(buffer_);
-    buffer_.swap(batch);
-    first = !failed_;
-    failed_ = true;
-  }
-  batch.clear();
-  if (first) {
-    log(errno_message("data file " + options_.path + ": write failed", err) +
-        "; refusing puts until it can be written again (retrying every second)");
-  }
-  return false;
+void Wal::retry() {
+  // Writable again means: space for the next record, and a sync that
+  // succeeds. (Pages a failed sync could not write may be missing from the
+  // file, as with any write-back after EIO; the next compaction rewrites the
+  // log from memory.)
+  std::unique_lock<AdaptiveMutex> lock(mu_);
+  const std::shared_ptr<Fd> file = tail_->file();
+  int err = tail_->reserve(1);
+  lock.unlock();
+  if (err == 0 && ::fdatasync(file->get()) != 0) err = errno;
+  if (err != 0) return;
+  lock.lock();
+  if (!failed_) return;
+  failed_ = false;
+  dirty_ = false;
+  lock.unlock();
+  log("data file " + options_.path + ": writable again; accepting puts");
 }
 
 void Wal::syncer_loop() {
@@ -576,24 +719,21 @@ void Wal::syncer_loop() {
   for (;;) {
     wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
     if (stop_) return;
-    const bool failed = failed_;
-    const bool sync = dirty_ && options_.fsync == FsyncPolicy::kEverySec;
-    if (sync) dirty_ = false;
-    std::shared_ptr<Fd> file = file_;
-    lock.unlock();
-    if (failed) {
-      std::lock_guard<std::mutex> io(io_mu_);
-      write_pending_locked(/*sync=*/true, /*retry=*/true);
-    } else if (sync && ::fdatasync(file->get()) != 0) {
-      // The kernel may have dropped the unsynced pages: refuse puts until a
-      // retry writes and syncs again.
-      int err = errno;
-      log(errno_message("data file " + options_.path + ": fdatasync failed", err) +
-          "; refusing puts until it can be written again");
-      std::lock_guard<AdaptiveMutex> relock(mu_);
-      failed_ = true;
+    if (failed_) {
+      lock.unlock();
+      retry();
+      lock.lock();
+      continue;
     }
+    if (!dirty_ || options_.fsync != FsyncPolicy::kEverySec) continue;
+    dirty_ = false;
+    const std::shared_ptr<Fd> file = tail_->file();
+    lock.unlock();
+    const int err = ::fdatasync(file->get()) == 0 ? 0 : errno;
     lock.lock();
+    // The kernel may have dropped the unsynced pages: refuse puts until a
+    // retry syncs again.
+    if (err != 0) fail_locked(lock, "fdatasync failed", err);
   }
 }
 
@@ -613,7 +753,7 @@ bool Wal::should_compact() {
   {
     std::lock_guard<AdaptiveMutex> lock(mu_);
     if (failed_ || Clock::now() < next_compact_try_) return false;
-    if (file_size_ + buffer_.size() < options_.compact_min_bytes) return false;
+    if (tail_->end() < options_.compact_min_bytes) return false;
     records = records_in_file_;
     // Samples are never removed, so while the log holds at most twice the
     // samples last counted it cannot hold twice the samples stored now: the
@@ -656,10 +796,10 @@ bool Wal::compact() {
   std::shared_ptr<Fd> old;
   {
     std::lock_guard<AdaptiveMutex> lock(mu_);
-    copied = file_size_ + buffer_.size();
+    copied = tail_->end();
     cut_records = records_in_file_;
-    old_size = file_size_;
-    old = file_;
+    old_size = copied;
+    old = tail_->file();
   }
   log("data file " + path + ": compaction started (" + std::to_string(cut_records) +
           " records, " + std::to_string(old_size) + " bytes)",
@@ -688,6 +828,8 @@ bool Wal::compact() {
   }
 
   // Copies the old file's bytes [copied, end) to the end of the new file.
+  // (pread sees what the tail copied into its mapping: both are the page
+  // cache.)
   std::vector<char> buf;
   auto copy_tail = [&](uint64_t end) {
     while (copied < end) {
@@ -707,45 +849,44 @@ bool Wal::compact() {
     uint64_t end;
     {
       std::lock_guard<AdaptiveMutex> lock(mu_);
-      end = file_size_;
+      end = tail_->end();
     }
     if (end <= copied) break;
     if (!copy_tail(end)) return give_up(errno_message("copy", errno));
   }
   if (::fdatasync(tmp.get()) != 0) return give_up(errno_message("fdatasync", errno));
 
-  // The switch: writers wait (their puts still go on into the buffer) while
-  // the last few records are copied and the new file replaces the old one.
-  std::lock_guard<std::mutex> io(io_mu_);
+  // The switch: puts wait while the last few records are copied, the new
+  // file is synced and takes the old one's name, and appends move to it. The
+  // sync comes first so that a record synced in the old file is never
+  // replaced by an unsynced copy.
+  std::unique_lock<AdaptiveMutex> lock(mu_);
   auto pause = Clock::now();
-  uint64_t held_seq = 0;
-  if (!write_pending_locked(/*sync=*/false, /*retry=*/false, &held_seq)) {
-    return give_up("the log could not be written");
+  std::string failure;
+  if (!copy_tail(tail_->end())) {
+    failure = errno_message("copy", errno);
+  } else if (::fdatasync(tmp.get()) != 0) {
+    failure = errno_message("fdatasync", errno);
+  } else if (::rename(tmp_path_.c_str(), path.c_str()) != 0) {
+    failure = errno_message("rename " + tmp_path_, errno);
   }
-  uint64_t end;
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    end = file_size_;
+  if (!failure.empty()) {
+    lock.unlock();
+    return give_up(failure);
   }
-  if (!copy_tail(end)) return give_up(errno_message("copy", errno));
-  if (::fdatasync(tmp.get()) != 0) return give_up(errno_message("fdatasync", errno));
-  if (::rename(tmp_path_.c_str(), path.c_str()) != 0) {
-    return give_up(errno_message("rename " + tmp_path_, errno));
-  }
-  if (!sync_directory(path)) {
+  const bool dir_synced = sync_directory(path);
+  const int dir_err = errno;
+  tail_ = std::make_unique<LogTail>(std::make_shared<Fd>(std::move(tmp)), written);
+  records_in_file_ = snapshot_records + (records_in_file_ - cut_records);
+  const uint64_t records = records_in_file_;
+  // Every record appended so far is in the new file, synced.
+  if (!failed_) durable_seq_ = appended_seq_;
+  dirty_ = false;
+  lock.unlock();
+  if (!dir_synced) {
     // The new file is complete and synced under either name; only the
     // rename itself might not survive a power loss.
-    log(errno_message("data file " + path + ": fsync of its directory failed", errno));
-  }
-  uint64_t records;
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    file_ = std::make_shared<Fd>(std::move(tmp));
-    file_size_ = written;
-    records_in_file_ = snapshot_records + (records_in_file_ - cut_records);
-    records = records_in_file_;
-    if (held_seq > durable_seq_) durable_seq_ = held_seq;
-    dirty_ = false;
+    log(errno_message("data file " + path + ": fsync of its directory failed", dir_err));
   }
   auto done = Clock::now();
   ++compactions_;

@@ -92,9 +92,9 @@ bool any_line_has(const std::vector<std::string>& lines, std::string_view needle
 }
 
 // Puts through the log and waits until the record is written.
-void logged_put(Storage& storage, Wal& wal, std::string_view key, int64_t ts, double value) {
+void logged_put(Wal& wal, std::string_view key, int64_t ts, double value) {
   uint64_t ticket = 0;
-  REQUIRE(storage.put(key, ts, value, wal, &ticket));
+  REQUIRE(wal.put(key, ts, value, &ticket));
   REQUIRE(wal.commit(ticket) >= ticket);
 }
 
@@ -218,10 +218,10 @@ TEST_CASE("puts logged by one Wal are restored by the next", "[wal]") {
     Storage storage;
     Wal wal(options_for(path, &lines), storage);
     CHECK(wal.replay_stats().records == 0);
-    logged_put(storage, wal, "test_key", 1503319740, 12.0);
-    logged_put(storage, wal, "test_key", 1503319739, 13.0);
-    logged_put(storage, wal, "another_key", 1503319739, 10.0);
-    logged_put(storage, wal, "test_key", 1503319740, 14.0);  // replaces 12.0
+    logged_put(wal, "test_key", 1503319740, 12.0);
+    logged_put(wal, "test_key", 1503319739, 13.0);
+    logged_put(wal, "another_key", 1503319739, 10.0);
+    logged_put(wal, "test_key", 1503319740, 14.0);  // replaces 12.0
   }
   Storage restored;
   Wal wal(options_for(path, &lines), restored);
@@ -263,13 +263,58 @@ TEST_CASE("a torn tail is truncated on open with a warning", "[wal]") {
   {
     Wal wal(options_for(path, &lines), storage);
     CHECK(wal.replay_stats().records == 2);
-    CHECK(any_line_has(lines, "truncating a torn record of " + std::to_string(torn.size() - 3) +
-                                  " bytes at offset " + std::to_string(good.size())));
+    CHECK(any_line_has(lines, "truncating a torn record at offset " + std::to_string(good.size()) +
+                                  " (" + std::to_string(torn.size() - 3) + " bytes cut"));
     CHECK(read_file(path) == good);
     // New records follow the good ones directly.
-    logged_put(storage, wal, "d", 4, 4.0);
+    logged_put(wal, "d", 4, 4.0);
   }
   CHECK(read_file(path) == log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {"d", 4, 4.0}}));
+}
+
+TEST_CASE("zeros after the last record are space allocated ahead: a clean end, cut silently",
+          "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  const std::string good = log_of({{"a", 1, 1.0}, {"b", 2, 0.0}});  // 0.0: zero bytes in a record
+  write_file(path, good + std::string(100000, '\0'));  // what a killed server leaves
+
+  Storage storage;
+  {
+    Wal wal(options_for(path, &lines), storage);
+    CHECK(wal.replay_stats().records == 2);
+    CHECK_FALSE(any_line_has(lines, "torn"));
+    CHECK_FALSE(any_line_has(lines, "warning"));
+    CHECK(read_file(path) == good);
+    logged_put(wal, "c", 3, 3.0);
+    // While open, the log has space allocated after its records.
+    CHECK(std::filesystem::file_size(path) > log_of({{"a", 1, 1.0}, {"b", 2, 0.0}, {"c", 3, 3.0}}).size());
+  }
+  // Closing cuts it off.
+  CHECK(read_file(path) == log_of({{"a", 1, 1.0}, {"b", 2, 0.0}, {"c", 3, 3.0}}));
+}
+
+TEST_CASE("scan_log tells zeros allocated ahead from a torn record", "[wal]") {
+  const std::string good = log_of({{"a", 1, 1.0}, {"b", 2, 0.0}});
+  std::string torn;
+  metrics::append_log_record(&torn, "c", 3, 3.0);
+  torn.resize(10);
+  const std::string zeros(5000, '\0');
+  LogScan scan;
+  CHECK(scan_all(good + zeros, false, &scan).size() == 2);
+  CHECK(scan.end == good.size());
+  CHECK(scan.torn_bytes == zeros.size());
+  CHECK(scan.zero_bytes == zeros.size());
+
+  CHECK(scan_all(good + torn + zeros, false, &scan).size() == 2);
+  CHECK(scan.end == good.size());
+  CHECK(scan.torn_bytes == torn.size() + zeros.size());
+  CHECK(scan.zero_bytes < scan.torn_bytes);
+
+  CHECK(scan_all(good, false, &scan).size() == 2);
+  CHECK(scan.torn_bytes == 0);
+  CHECK(scan.zero_bytes == 0);
 }
 
 TEST_CASE("corruption in the middle refuses to open naming the offset, and repair recovers",
@@ -333,8 +378,7 @@ TEST_CASE("compaction rewrites the log to the live samples and keeps puts made m
     Storage storage;
     Wal wal(options, storage);
     // Many overwrites of few samples: the log is mostly dead records.
-    for (int i = 0; i < 20000; ++i) logged_put(storage, wal, "dead", i % 10, i);
-    const auto before = std::filesystem::file_size(path);
+    for (int i = 0; i < 20000; ++i) logged_put(wal, "dead", i % 10, i);
 
     std::atomic<bool> go{false};
     std::vector<std::thread> writers;
@@ -343,7 +387,7 @@ TEST_CASE("compaction rewrites the log to the live samples and keeps puts made m
         while (!go.load()) std::this_thread::yield();
         for (int i = 0; i < kPutsPerWriter; ++i) {
           uint64_t ticket = 0;
-          if (storage.put("w" + std::to_string(w), i, i * 0.5, wal, &ticket)) wal.commit(ticket);
+          if (wal.put("w" + std::to_string(w), i, i * 0.5, &ticket)) wal.commit(ticket);
         }
       });
     }
@@ -351,9 +395,12 @@ TEST_CASE("compaction rewrites the log to the live samples and keeps puts made m
     CHECK(wal.compact());
     for (std::thread& t : writers) t.join();
     CHECK(wal.compactions() == 1);
-    CHECK(std::filesystem::file_size(path) < before / 2);
     CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
   }
+  // Once closed, the file is its records alone: 10 live "dead" samples and
+  // the writers', instead of 20,000 records of "dead".
+  const std::size_t before = log_of(std::vector<Put>(20000, Put{"dead", 0, 0.0})).size();
+  CHECK(std::filesystem::file_size(path) < before / 2);
   Storage restored;
   Wal wal(options, restored);
   CHECK(restored.sample_count() == 10 + kWriters * kPutsPerWriter);
@@ -374,7 +421,7 @@ TEST_CASE("the log compacts itself in the background once it is twice the live d
   options.compact_min_bytes = 64 * 1024;
   Storage storage;
   Wal wal(options, storage);
-  for (int i = 0; i < 10000; ++i) logged_put(storage, wal, "k", i % 5, i);
+  for (int i = 0; i < 10000; ++i) logged_put(wal, "k", i % 5, i);
   REQUIRE(metrics::test::wait_until([&] { return wal.compactions() >= 1; }));
   CHECK(series(storage, "k").size() == 5);
 }

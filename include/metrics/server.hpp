@@ -2,10 +2,10 @@
 //
 // A raw BSD-sockets accept loop (Server::run) starts one std::thread per
 // connection. Each session thread reads into a buffer, splits the bytes into
-// bounded lines, hands every complete line to the LineHandler in order, and
-// writes the answers of one read back with one send. What a line means is the
-// handler's business: MetricsService (service.hpp) implements the metrics
-// protocol; a no-op handler measures the socket loop alone.
+// bounded lines, hands every complete line to its session's LineHandler in
+// order, and writes the answers of one read back with one send. What a line
+// means is the Service's business: MetricsService (service.hpp) implements the
+// metrics protocol; a no-op service measures the socket loop alone.
 #ifndef METRICS_SERVER_HPP_
 #define METRICS_SERVER_HPP_
 
@@ -82,8 +82,8 @@ class Output {
   bool failed_ = false;
 };
 
-// What a server does with each request line. Called concurrently from every
-// session thread: implementations must be thread-safe.
+// What one session does with each of its request lines. Belongs to one
+// session: called from that session's thread only.
 class LineHandler {
  public:
   virtual ~LineHandler() = default;
@@ -101,6 +101,13 @@ class LineHandler {
   // ticket that succeeded; answers with a higher one are sent as failures.
   // Called by a session before it sends answers. By default all succeed.
   virtual uint64_t settle(uint64_t ticket) { return ticket; }
+};
+
+// What a server serves: makes each session's LineHandler. Thread-safe.
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual std::unique_ptr<LineHandler> open_session() = 0;
 };
 
 struct ServerOptions {
@@ -123,7 +130,7 @@ struct ServerOptions {
 // run() runs in another. listen() and run() are called once each, in order.
 class Server {
  public:
-  Server(ServerOptions options, LineHandler& handler);
+  Server(ServerOptions options, Service& service);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -170,7 +177,7 @@ class Server {
   void end_all_sessions();
 
   ServerOptions options_;
-  LineHandler& handler_;
+  Service& service_;
   Fd listener_;
   Fd wake_read_;
   Fd wake_write_;

@@ -1,9 +1,14 @@
-// The metrics protocol served over a Storage: the LineHandler that
-// metrics-server runs.
+// The metrics protocol served over a Storage: the Service that metrics-server
+// runs.
 #ifndef METRICS_SERVICE_HPP_
 #define METRICS_SERVICE_HPP_
 
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "metrics/server.hpp"
 #include "metrics/storage.hpp"
@@ -11,27 +16,72 @@
 
 namespace metrics {
 
-// Parses each line, applies it to the storage and appends the answer
-// (PROTOCOL.md). Thread-safe: the only shared state is the Storage and the
-// Wal, which are. Both must outlive the service.
+// One session of the metrics protocol: parses each line, applies it to the
+// storage and appends the answer (PROTOCOL.md).
 //
-// With a Wal, each put is logged in the order it is applied, and its "ok" is
-// provisional until the session settles it: the record is then written (and,
-// with FsyncPolicy::kAlways, synced), or the put is answered
-// "error\nstorage failure\n\n". Without one, puts live in memory only.
-class MetricsService : public LineHandler {
+// Without a Wal, puts live in memory only and are applied at once.
+//
+// With one, the session gathers the puts of a batch (the lines of one read)
+// and applies them together through Wal::put_batch, which takes the log's
+// lock once for all of them: when a get comes (so it sees them), when 256
+// are waiting, or when the session settles its answers before sending them.
+// Each put's "ok" is provisional until then; a put the log refused, or whose
+// record could not be synced (FsyncPolicy::kAlways), is answered
+// "error\nstorage failure\n\n" instead.
+class MetricsSession : public LineHandler {
  public:
-  explicit MetricsService(Storage& storage, Wal* wal = nullptr) : storage_(storage), wal_(wal) {}
+  MetricsSession(Storage& storage, Wal* wal) : storage_(storage), wal_(wal) {}
 
   void handle_line(std::string_view line, Output& out) override;
   uint64_t settle(uint64_t ticket) override;
 
  private:
+  static constexpr std::size_t kMaxBatch = 256;
+
+  struct PendingPut {
+    std::size_t key_size;  // the key is the next key_size bytes of keys_
+    int64_t timestamp;
+    double value;
+  };
+
+  // Applies the gathered puts, in order.
+  void apply_pending();
+
   // Appends the answer to `get key`: one key, or every key for "*". A key's
   // lock is held only while its samples are copied; formatting and sending
   // happen outside it.
   void answer_get(std::string_view key, Output& out);
 
+  Storage& storage_;
+  Wal* wal_;
+
+  // The puts gathered and not yet applied, and their keys back to back.
+  std::vector<PendingPut> pending_;
+  std::string keys_;
+  std::vector<Storage::KeyedSample> batch_;  // reused by apply_pending
+
+  // A put's provisional answer carries a session ticket: 1, 2, 3, ...
+  uint64_t next_ticket_ = 0;  // the last one handed out
+  uint64_t settled_ = 0;      // the last one settled
+  // The log's tickets of the puts applied since the last settle, in order.
+  // They are the puts with session tickets settled_ + 1, settled_ + 2, ...:
+  // once a put is refused, the rest until the next settle are refused too,
+  // so the puts that succeed are always the first ones.
+  std::vector<uint64_t> logged_;
+  bool refused_ = false;
+};
+
+// Serves the metrics protocol over one Storage (and Wal, if any), which must
+// outlive it. Thread-safe.
+class MetricsService : public Service {
+ public:
+  explicit MetricsService(Storage& storage, Wal* wal = nullptr) : storage_(storage), wal_(wal) {}
+
+  std::unique_ptr<LineHandler> open_session() override {
+    return std::make_unique<MetricsSession>(storage_, wal_);
+  }
+
+ private:
   Storage& storage_;
   Wal* wal_;
 };

@@ -12,6 +12,9 @@
 //           8 bytes   value, IEEE 754 bits
 //           N bytes   key
 //
+// While a server has the file open, zeros follow the records: space
+// allocated ahead (LogTail in wal.cpp), cut when it closes. Zeros alone after
+// the last record are therefore a clean end, cut silently at the next start.
 // A record that fails its checksum or runs past the end of the file, with no
 // valid record after it, is a torn tail (a crash mid-write): it is truncated
 // with a warning. One with a valid record after it is corruption in the
@@ -22,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -82,6 +86,11 @@ struct LogScan {
   // shorter than the data (a torn tail).
   std::size_t end = 0;
   std::size_t torn_bytes = 0;  // bytes after `end`: the torn tail
+  // How many of the torn_bytes are zeros at the very end of the file. The
+  // log allocates space ahead of its records, so a server that was killed
+  // leaves zeros there: when every torn byte is zero (zero_bytes ==
+  // torn_bytes), the log simply ended cleanly.
+  std::size_t zero_bytes = 0;
   // Offset of the first damaged record followed by valid ones, or npos.
   std::size_t corrupt_offset = std::string_view::npos;
   std::size_t skipped_bytes = 0;  // bytes skipped (only with repair)
@@ -129,6 +138,9 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
   }
   scan.end = pos;
   scan.torn_bytes = file.size() - pos;
+  const std::size_t last = file.find_last_not_of('\0');
+  const std::size_t data_end = last == std::string_view::npos ? 0 : last + 1;
+  scan.zero_bytes = file.size() - std::max(data_end, pos);
   return scan;
 }
 
@@ -171,25 +183,32 @@ struct ReplayStats {
   double seconds = 0;
 };
 
+// Where records are appended: the end of the log file (defined in wal.cpp).
+class LogTail;
+
 // The write-ahead log of one server. Owns the data file (locked with flock
 // for the Wal's lifetime) and two threads: a syncer (fdatasync once a second
-// with kEverySec; retries after a write failure) and a compactor.
+// with kEverySec; retries after a failure) and a compactor.
 //
-// Puts are appended to an in-memory buffer under the key's storage lock
-// (log_put, via Storage::put), so the log holds each key's puts in the order
-// they are applied and keys in the order they were created; real I/O happens
-// in commit(), outside every storage lock. A session calls
-// commit() before sending its answers; sessions waiting at the same time are
-// served by one write (and one fdatasync): group commit.
+// Logged puts go through the Wal (put, put_batch), which applies them to the
+// storage and appends their records under one lock, so the log holds puts
+// in the order they were applied and keys in the order they were created.
+// A session's batch of puts takes that lock once. The records are copied
+// through a shared mapping of the file's end, which is allocated ahead
+// (posix_fallocate): once put returns, the record is in the kernel's page
+// cache and survives the server being killed, with no system call per put.
+// With kAlways a session then calls commit() before sending its answers;
+// sessions committing at the same time share one fdatasync: group commit.
+// With kEverySec and kNo, commit() returns at once.
 //
-// After a failed write or sync (ENOSPC, EIO, EFBIG) the Wal refuses every new
-// put (log_put returns false) and the puts not yet written fail, until the
-// syncer's retry (once a second) writes and syncs the pending records again:
-// as Redis refuses writes while its AOF cannot be written. Gets are never
-// affected.
+// When space cannot be allocated (ENOSPC, EFBIG) or a sync fails (EIO), the
+// Wal refuses every new put (put returns false) and the puts waiting in
+// commit() fail, until the syncer's retry (once a second) allocates and syncs
+// again: as Redis refuses writes while its AOF cannot be written. Gets are
+// never affected.
 //
 // Thread-safe.
-class Wal : public PutLog {
+class Wal {
  public:
   // Opens (creating it if needed) and locks options.path, replays it into
   // `storage` (which should be empty), truncates a torn tail, and starts the
@@ -199,17 +218,27 @@ class Wal : public PutLog {
   // `storage` must outlive the Wal.
   Wal(WalOptions options, Storage& storage);
 
-  // Writes and syncs what is pending, then stops and joins the threads.
-  ~Wal() override;
+  // Stops and joins the threads, cuts the file to the end of its records and
+  // syncs it.
+  ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
 
-  // PutLog: buffers the record. REQUIRES: called by Storage::put, under the
-  // key's lock. Returns false while the log is failing.
-  bool log_put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) override;
+  // Applies a put to the storage and appends its record to the log.
+  // Returns false, changing nothing, while the log is failing; otherwise
+  // sets `*ticket` to what commit() waits on before the put may be
+  // acknowledged.
+  bool put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket);
 
-  // Blocks until the records up to `ticket` are written (and with kAlways
-  // synced), or the log has failed. Returns the highest ticket that is.
+  // Applies `puts` in order as put() would, taking the log's lock once for
+  // all of them. Returns how many were applied: all, or a prefix when the
+  // log failed part way (the rest changed nothing). Their tickets are
+  // consecutive, the last in `*last_ticket`.
+  std::size_t put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket);
+
+  // Blocks until the records up to `ticket` are synced (kAlways; with the
+  // other policies they already count once appended), or the log has failed.
+  // Returns the highest ticket that is acknowledgeable.
   uint64_t commit(uint64_t ticket);
 
   // Rewrites the log from storage now, in the calling thread. Returns false
@@ -225,15 +254,16 @@ class Wal : public PutLog {
  private:
   // Logs one line; an `info` line is dropped when options_.quiet.
   void log(const std::string& line, bool info = false) const;
-  void open_and_lock();
-  void replay();
-  // Writes the pending buffer at the end of the file (and syncs it if
-  // `sync`). `retry`: runs even while failed, and clears the failure on
-  // success. Returns false on failure (then marks the log failed).
-  // REQUIRES: io_mu_ held.
-  // `held_seq`: if not null, durable_seq_ is left alone and the last ticket
-  // written is stored there instead (the caller makes it durable later).
-  bool write_pending_locked(bool sync, bool retry, uint64_t* held_seq = nullptr);
+  // Returns the opened and locked data file.
+  std::shared_ptr<Fd> open_and_lock();
+  // Replays `file` and makes the tail that appends to it.
+  void replay(std::shared_ptr<Fd> file);
+  class Appender;
+  // Marks the log failed; logs `what` the first time. REQUIRES: mu_ held by
+  // `lock`, which is released while logging.
+  void fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err);
+  // The syncer's attempt to make a failed log writable again.
+  void retry();
   void syncer_loop();
   void compactor_loop();
   bool should_compact();
@@ -244,31 +274,23 @@ class Wal : public PutLog {
   ReplayStats replay_;
 
   mutable std::mutex log_mu_;
-
-  // Serialises everything that writes, syncs, truncates or replaces the
-  // file: the leading commit(), the syncer's retry, a compaction's switch.
-  // It is the one lock held across I/O, on purpose; nothing that applies a
-  // put or serves a get ever waits for it.
-  std::mutex io_mu_;
   std::mutex compact_mu_;  // one compaction at a time
-  std::string spare_;  // guarded by io_mu_: a batch buffer kept for reuse
 
-  // Guards the buffer and counters below. Held only for a few instructions,
-  // never across I/O (log_put takes it under a storage lock). Every put of
-  // every session takes it: a plain std::mutex made 4 pipelining sessions
-  // on 2 cores sleep in futex 262k times per 2M puts; spinning first, 61k.
+  // Guards the tail and the counters below. Logged puts are applied under
+  // it, a batch at a time, so the log's order is the order puts were
+  // applied in; it is taken before any storage lock, never after. Held
+  // across I/O only to grow the file (rarely) and for a compaction's switch
+  // to the new file.
   mutable AdaptiveMutex mu_;
   std::condition_variable_any wake_;          // threads' sleep; stop_
-  std::condition_variable_any written_;       // a leading commit() finished
-  bool leading_ = false;                      // guarded by mu_: a commit() is writing
-  std::shared_ptr<Fd> file_;                  // guarded by mu_ (replaced under io_mu_ too)
-  uint64_t file_size_ = 0;                    // guarded by mu_ and io_mu_ (written under both)
-  std::string buffer_;                        // guarded by mu_: records after file_size_
+  std::condition_variable_any synced_;        // a leading commit() finished
+  std::unique_ptr<LogTail> tail_;             // guarded by mu_
+  bool leading_ = false;                      // guarded by mu_: a commit() is syncing
   uint64_t appended_seq_ = 0;                 // guarded by mu_: last ticket handed out
   uint64_t durable_seq_ = 0;                  // guarded by mu_: last acknowledgeable ticket
-  uint64_t records_in_file_ = 0;              // guarded by mu_: file + buffer
+  uint64_t records_in_file_ = 0;              // guarded by mu_
   bool failed_ = false;                       // guarded by mu_
-  bool dirty_ = false;                        // guarded by mu_: written, not yet synced
+  bool dirty_ = false;                        // guarded by mu_: appended, not yet synced
   bool stop_ = false;                         // guarded by mu_
   std::chrono::steady_clock::time_point next_compact_try_{};  // guarded by mu_
   uint64_t samples_counted_ = 0;  // guarded by mu_: storage's sample count, last taken
