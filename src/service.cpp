@@ -14,6 +14,9 @@ namespace {
 // whatever the keys' length.
 constexpr std::size_t kMaxBatchKeyBytes = 16 * 1024;
 
+// What a session keeps of each batch buffer's capacity between reads.
+constexpr std::size_t kKeepBatchBytes = 4096;
+
 // Returns the memory of a container grown past `bytes` (by a long batch), so
 // an idle session does not keep it.
 template <typename Container>
@@ -36,11 +39,6 @@ void MetricsSession::handle_line(std::string_view line, Output& out) {
       out.buffer().append(kWrongCommandAnswer);
       return;
     case RequestKind::kPut:
-      if (wal_ == nullptr) {
-        storage_.put(request.key, request.timestamp, request.value);
-        out.buffer().append(kOkAnswer);
-        return;
-      }
       pending_.push_back(PendingPut{request.key.size(), request.timestamp, request.value});
       keys_.append(request.key);
       out.append_provisional(kOkAnswer, kStorageFailureAnswer, ++next_ticket_);
@@ -61,12 +59,17 @@ void MetricsSession::apply_pending() {
     batch_.push_back(Storage::KeyedSample{keys.substr(0, p.key_size), p.timestamp, p.value});
     keys.remove_prefix(p.key_size);
   }
-  std::size_t applied = 0;
-  uint64_t last = 0;
-  if (!refused_) applied = wal_->put_batch(batch_.data(), batch_.size(), &last);
-  // One batch's tickets are consecutive.
-  for (std::size_t i = 0; i < applied; ++i) logged_.push_back(last - applied + 1 + i);
-  if (applied < batch_.size()) refused_ = true;
+  if (wal_ == nullptr) {
+    storage_.put_many(batch_.data(), batch_.size());
+    applied_ += batch_.size();
+  } else if (!refused_) {
+    uint64_t last = 0;
+    const std::size_t logged = wal_->put_batch(batch_.data(), batch_.size(), &last);
+    // One batch's tickets are consecutive.
+    for (std::size_t i = 0; i < logged; ++i) logged_.push_back(last - logged + 1 + i);
+    applied_ += logged;
+    if (logged < batch_.size()) refused_ = true;
+  }
   pending_.clear();
   batch_.clear();
   clear_and_trim(keys_, kMaxBatchKeyBytes);
@@ -74,7 +77,10 @@ void MetricsSession::apply_pending() {
 
 uint64_t MetricsSession::settle(uint64_t ticket) {
   apply_pending();
-  uint64_t succeeded = 0;
+  // The puts that succeeded are the first ones since the last settle: the
+  // ones applied, and with a log, of those the ones whose records are as
+  // durable as the policy asks (with kAlways, synced).
+  uint64_t succeeded = applied_;
   if (!logged_.empty()) {
     const uint64_t durable = wal_->commit(logged_.back());
     succeeded = static_cast<uint64_t>(
@@ -82,8 +88,12 @@ uint64_t MetricsSession::settle(uint64_t ticket) {
   }
   const uint64_t last_good = settled_ + succeeded;
   settled_ = ticket;
-  clear_and_trim(logged_, 4096);
+  applied_ = 0;
   refused_ = false;
+  // Between reads a session keeps at most a few KiB for its next batch.
+  clear_and_trim(logged_, kKeepBatchBytes);
+  clear_and_trim(pending_, kKeepBatchBytes);
+  clear_and_trim(batch_, kKeepBatchBytes);
   return last_good;
 }
 

@@ -1,5 +1,7 @@
 #include "metrics/storage.hpp"
 
+#include <algorithm>
+
 namespace metrics {
 
 namespace {
@@ -61,21 +63,46 @@ void Storage::add_locked(std::string_view key, std::size_t hash, int64_t timesta
 }
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
-  apply(key, timestamp, value, nullptr, nullptr);
+  apply(key, hash_key(key), timestamp, value, nullptr, nullptr);
 }
 
 bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
                   uint64_t* ticket) {
-  return apply(key, timestamp, value, &log, ticket);
+  return apply(key, hash_key(key), timestamp, value, &log, ticket);
 }
 
-void Storage::put_many(const std::vector<KeyedSample>& puts) {
-  for (const KeyedSample& p : puts) apply(p.key, p.timestamp, p.value, nullptr, nullptr);
+std::size_t Storage::put_many(const KeyedSample* puts, std::size_t n, PutLog* log,
+                             uint64_t* last_ticket) {
+  // In groups: hash every key and prefetch its index slot; then read each
+  // slot's entry pointer and prefetch the entry (its key, lock and series
+  // header fill its two cache lines); then apply. A put's misses otherwise
+  // wait one after another.
+  constexpr std::size_t kGroup = 16;
+  std::size_t hashes[kGroup];
+  for (std::size_t base = 0; base < n; base += kGroup) {
+    const std::size_t m = std::min(kGroup, n - base);
+    const Table* table = table_.load(std::memory_order_acquire);
+    for (std::size_t j = 0; j < m; ++j) {
+      hashes[j] = hash_key(puts[base + j].key);
+      __builtin_prefetch(&table->slots[hashes[j] & table->mask]);
+    }
+    for (std::size_t j = 0; j < m; ++j) {
+      const Entry* first = table->slots[hashes[j] & table->mask].load(std::memory_order_acquire);
+      if (first != nullptr) {
+        __builtin_prefetch(first);
+        __builtin_prefetch(reinterpret_cast<const char*>(first) + 64);
+      }
+    }
+    for (std::size_t j = 0; j < m; ++j) {
+      const KeyedSample& p = puts[base + j];
+      if (!apply(p.key, hashes[j], p.timestamp, p.value, log, last_ticket)) return base + j;
+    }
+  }
+  return n;
 }
 
-bool Storage::apply(std::string_view key, int64_t timestamp, double value, PutLog* log,
-                    uint64_t* ticket) {
-  const std::size_t hash = hash_key(key);
+bool Storage::apply(std::string_view key, std::size_t hash, int64_t timestamp, double value,
+                    PutLog* log, uint64_t* ticket) {
   Entry* entry = find(key, hash);
   if (entry == nullptr) {
     std::lock_guard<std::mutex> order(order_mu_);

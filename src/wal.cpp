@@ -640,12 +640,7 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   }
   std::unique_lock<AdaptiveMutex> lock(mu_);
   Appender appender(*this, records);
-  std::size_t applied = 0;
-  while (applied < n) {
-    const Storage::KeyedSample& p = puts[applied];
-    if (!storage_.put(p.key, p.timestamp, p.value, appender, last_ticket)) break;
-    ++applied;
-  }
+  const std::size_t applied = storage_.put_many(puts, n, &appender, last_ticket);
   if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
   return applied;
 }

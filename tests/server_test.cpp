@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <exception>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,6 +146,35 @@ TEST_CASE("ten thousand pipelined requests in one write are answered in order", 
   CHECK(got.size() == expected.size());
   CHECK(got == expected);
   CHECK(server.storage().sample_count() == 5000);
+}
+
+TEST_CASE("a long run of pipelined puts is applied in order: the last of a key and second wins",
+          "[server][e2e]") {
+  // A session applies the puts of a read together, a group at a time (and
+  // looks keys up ahead): the outcome must still be the puts one by one.
+  TestServer server;
+  RawConnection c(server.port());
+  constexpr int kPuts = 1000;
+  std::string requests;
+  std::map<int, std::map<int, int>> last;  // key -> second -> value
+  for (int i = 0; i < kPuts; ++i) {
+    requests += "put k" + std::to_string(i % 3) + " " + std::to_string(i) + " " +
+                std::to_string(9 - i % 10) + "\n";
+    last[i % 3][9 - i % 10] = i;
+  }
+  requests += "get *\n";
+  std::string expected;
+  for (int i = 0; i < kPuts; ++i) expected += "ok\n\n";
+  expected += "ok\n";
+  for (const auto& [key, samples] : last) {
+    for (const auto& [second, value] : samples) {
+      expected += "k" + std::to_string(key) + " " + std::to_string(value) + ".0 " +
+                  std::to_string(second) + "\n";
+    }
+  }
+  expected += "\n";
+  c.send(requests);
+  CHECK(c.read_answers(kPuts + 1) == expected);
 }
 
 // PROTOCOL.md, "Transport and session": one line split across many packets.

@@ -404,6 +404,44 @@ class RecordingLog : public metrics::PutLog {
 
 }  // namespace
 
+namespace {
+
+// Accepts the first `n` puts it sees and refuses the rest.
+class RefusesAfter : public metrics::PutLog {
+ public:
+  explicit RefusesAfter(uint64_t n) : n_(n) {}
+  bool log_put(std::string_view, int64_t, double, uint64_t* ticket) override {
+    if (seen_ == n_) return false;
+    *ticket = ++seen_;
+    return true;
+  }
+
+ private:
+  uint64_t n_;
+  uint64_t seen_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("a batch of puts stops at the first one its log refuses", "[storage]") {
+  std::vector<Storage::KeyedSample> puts;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) keys.push_back("key" + std::to_string(i % 7));
+  for (int i = 0; i < 40; ++i) puts.push_back(Storage::KeyedSample{keys[i], i, 0.5 * i});
+  for (std::size_t accepted : {std::size_t{0}, std::size_t{1}, std::size_t{16}, std::size_t{17},
+                               std::size_t{39}, std::size_t{40}}) {
+    CAPTURE(accepted);
+    Storage storage;
+    RefusesAfter log(accepted);
+    uint64_t last = 0;
+    CHECK(storage.put_many(puts.data(), puts.size(), &log, &last) == accepted);
+    CHECK(last == accepted);
+    CHECK(storage.sample_count() == accepted);
+    // Only the puts accepted created keys.
+    CHECK(storage.key_count() == std::min<std::size_t>(accepted, 7));
+  }
+}
+
 TEST_CASE("the log replays to the same store: each key's puts in order, new keys in key order",
           "[storage][threads]") {
   // What the write-ahead log relies on (PutLog): replaying the records in

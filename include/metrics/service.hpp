@@ -19,13 +19,13 @@ namespace metrics {
 // One session of the metrics protocol: parses each line, applies it to the
 // storage and appends the answer (PROTOCOL.md).
 //
-// Without a Wal, puts live in memory only and are applied at once.
-//
-// With one, the session gathers the puts of a batch (the lines of one read)
-// and applies them together through Wal::put_batch, which takes the log's
-// lock once for all of them: when a get comes (so it sees them), when 256
-// are waiting, or when the session settles its answers before sending them.
-// Each put's "ok" is provisional until then; a put the log refused, or whose
+// The session gathers the puts of a batch (the lines of one read) and
+// applies them together: when a get comes (so it sees them), when 256 are
+// waiting, or when the session settles its answers before sending them.
+// Each put's "ok" is provisional until then. Together, the storage looks the
+// keys up a few puts ahead (Storage::put_many), and with a Wal the log's lock
+// is taken once for all of them (Wal::put_batch). Without a Wal, puts live in
+// memory only and always succeed; with one, a put the log refused, or whose
 // record could not be synced (FsyncPolicy::kAlways), is answered
 // "error\nstorage failure\n\n" instead.
 class MetricsSession : public LineHandler {
@@ -63,12 +63,14 @@ class MetricsSession : public LineHandler {
   // A put's provisional answer carries a session ticket: 1, 2, 3, ...
   uint64_t next_ticket_ = 0;  // the last one handed out
   uint64_t settled_ = 0;      // the last one settled
-  // The log's tickets of the puts applied since the last settle, in order.
-  // They are the puts with session tickets settled_ + 1, settled_ + 2, ...:
-  // once a put is refused, the rest until the next settle are refused too,
-  // so the puts that succeed are always the first ones.
-  std::vector<uint64_t> logged_;
+  // Puts applied since the last settle: those with session tickets
+  // settled_ + 1 .. settled_ + applied_. Once the log refuses a put, the
+  // rest until the next settle are refused too, so the puts that succeed
+  // are always the first ones.
+  std::size_t applied_ = 0;
   bool refused_ = false;
+  // With a Wal: the log's tickets of those puts, in order.
+  std::vector<uint64_t> logged_;
 };
 
 // Serves the metrics protocol over one Storage (and Wal, if any), which must

@@ -78,7 +78,15 @@ class Storage {
 
   // Applies `puts` in order, as put() one at a time would. For bulk loading
   // (the log's replay).
-  void put_many(const std::vector<KeyedSample>& puts);
+  void put_many(const std::vector<KeyedSample>& puts) { put_many(puts.data(), puts.size()); }
+
+  // Applies `n` puts at `puts` in order, as put() (or, with a `log`, the
+  // logging put()) one at a time would, stopping at the first put the log
+  // refuses. Returns how many were applied; `*last_ticket` is the last one's
+  // ticket. Looks keys up a few puts ahead, so that the cache misses of
+  // several puts overlap: a session's batch of puts goes through here.
+  std::size_t put_many(const KeyedSample* puts, std::size_t n, PutLog* log = nullptr,
+                       uint64_t* last_ticket = nullptr);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
   // below this stay valid.
@@ -125,8 +133,8 @@ class Storage {
   // answer is only final under order_mu_.
   Entry* find(std::string_view key, std::size_t hash) const;
 
-  // put(), logging to `log` unless it is null.
-  bool apply(std::string_view key, int64_t timestamp, double value, PutLog* log,
+  // put(), with the key's hash given, logging to `log` unless it is null.
+  bool apply(std::string_view key, std::size_t hash, int64_t timestamp, double value, PutLog* log,
              uint64_t* ticket);
 
   // Creates the entry of a key that is not stored, after every existing key,
