@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -265,10 +266,16 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   for (const std::string& e : environment) c_env.push_back(const_cast<char*>(e.c_str()));
   c_env.push_back(nullptr);
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
     // In the child only async-signal-safe calls until exec.
+    // The child dies with the test process even when that is killed before
+    // its destructors run (by a timeout, say): no server outlives its test.
+    // (Tests spawn from the main thread, whose end is what this watches.)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     int devnull = ::open("/dev/null", O_RDONLY);
     ::dup2(devnull, 0);
     ::dup2(out_write.get(), 1);
