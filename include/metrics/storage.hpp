@@ -19,8 +19,9 @@
 
 namespace metrics {
 
-// Sees every put of Storage::put(..., PutLog&, ...) in exactly the order the
-// puts are applied: a write-ahead log (wal.hpp) records them here.
+// Sees every put of Storage::put(..., PutLog&, ...) and of put_many with a
+// log, in exactly the order the puts are applied: a write-ahead log
+// (wal.hpp) records them here.
 class PutLog {
  public:
   virtual ~PutLog() = default;
