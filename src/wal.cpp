@@ -638,10 +638,16 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   for (std::size_t i = 0; i < n; ++i) {
     append_log_record(&records, puts[i].key, puts[i].timestamp, puts[i].value);
   }
-  std::unique_lock<AdaptiveMutex> lock(mu_);
-  Appender appender(*this, records);
-  const std::size_t applied = storage_.put_many(puts, n, &appender, last_ticket);
-  if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
+  std::size_t applied;
+  {
+    std::unique_lock<AdaptiveMutex> lock(mu_);
+    Appender appender(*this, records);
+    applied = storage_.put_many(puts, n, &appender, last_ticket);
+    if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
+  }
+  // A session's thread keeps at most 16 KiB of it between batches (a batch
+  // of long keys can need more), so an idle session holds little.
+  if (records.capacity() > 16 * 1024) std::string().swap(records);
   return applied;
 }
 
