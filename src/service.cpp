@@ -94,6 +94,7 @@ uint64_t MetricsSession::settle(uint64_t ticket) {
   clear_and_trim(logged_, kKeepBatchBytes);
   clear_and_trim(pending_, kKeepBatchBytes);
   clear_and_trim(batch_, kKeepBatchBytes);
+  clear_and_trim(keys_, kKeepBatchBytes);
   return last_good;
 }
 
