@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <system_error>
 
+#include "metrics/buffer.hpp"
+
 namespace metrics {
 
 namespace {
@@ -100,10 +102,10 @@ bool Output::flush(bool keep_capacity) {
   }
   // Freeing the buffer between the chunks of one large answer would cost an
   // mmap, page faults and a munmap with a TLB shootdown per 64 KiB chunk.
-  if (!keep_capacity && buffer_.capacity() > kKeepBufferBytes) {
-    std::string().swap(buffer_);
-  } else {
+  if (keep_capacity) {
     buffer_.clear();
+  } else {
+    clear_and_trim(buffer_, kKeepBufferBytes);
   }
   return !failed_;
 }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/buffer.hpp"
 #include "metrics/protocol.hpp"
 
 namespace metrics {
@@ -16,17 +17,6 @@ constexpr std::size_t kMaxBatchKeyBytes = 16 * 1024;
 
 // What a session keeps of each batch buffer's capacity between reads.
 constexpr std::size_t kKeepBatchBytes = 4096;
-
-// Returns the memory of a container grown past `bytes` (by a long batch), so
-// an idle session does not keep it.
-template <typename Container>
-void clear_and_trim(Container& c, std::size_t bytes) {
-  if (c.capacity() * sizeof(typename Container::value_type) > bytes) {
-    Container().swap(c);
-  } else {
-    c.clear();
-  }
-}
 
 }  // namespace
 

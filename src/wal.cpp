@@ -13,6 +13,8 @@
 #include <deque>
 #include <vector>
 
+#include "metrics/buffer.hpp"
+
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
@@ -647,7 +649,7 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   }
   // A session's thread keeps at most 16 KiB of it between batches (a batch
   // of long keys can need more), so an idle session holds little.
-  if (records.capacity() > 16 * 1024) std::string().swap(records);
+  clear_and_trim(records, 16 * 1024);
   return applied;
 }
 

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "metrics/buffer.hpp"
 #include "metrics/sample.hpp"
 
 namespace metrics {
@@ -150,11 +151,7 @@ class LineSplitter {
  private:
   void drop_partial() {
     // Return a large buffer's memory rather than keep it per idle session.
-    if (partial_.capacity() > 4096) {
-      std::string().swap(partial_);
-    } else {
-      partial_.clear();
-    }
+    clear_and_trim(partial_, 4096);
   }
 
   std::size_t max_line_bytes_;
