@@ -1,9 +1,13 @@
 #include "metrics/series.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <new>
 
 namespace metrics {
 
@@ -11,17 +15,43 @@ namespace block_pool {
 
 namespace {
 
-constexpr std::size_t kSlabBlocks = 64;  // 256 KiB: malloc maps it in one go
+// Blocks are carved from 2 MiB slabs, each mapped on its own and aligned to
+// 2 MiB so that the kernel can back it with one transparent huge page
+// (MADV_HUGEPAGE; honoured when /sys/kernel/mm/transparent_hugepage/enabled
+// is `always` or `madvise`). Filling a slab then costs one page fault instead
+// of 512, and page faults were a tenth of a pipelined put's server CPU time.
+// Slabs are only used by series past their first block (256 samples), so a
+// small store never maps one.
+constexpr std::size_t kSlabBytes = std::size_t{2} << 20;
+constexpr std::size_t kSlabBlocks = kSlabBytes / kBytes;
+
+char* map_slab() {
+  // Map twice the size, then unmap what lies outside the aligned middle.
+  void* mapped =
+      ::mmap(nullptr, 2 * kSlabBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  const auto start = reinterpret_cast<std::uintptr_t>(mapped);
+  const std::uintptr_t aligned = (start + kSlabBytes - 1) & ~(std::uintptr_t{kSlabBytes} - 1);
+  const std::uintptr_t end = start + 2 * kSlabBytes;
+  if (aligned > start) ::munmap(mapped, aligned - start);
+  if (end > aligned + kSlabBytes) {
+    ::munmap(reinterpret_cast<void*>(aligned + kSlabBytes), end - aligned - kSlabBytes);
+  }
+  // Best effort: without huge pages the slab fills a 4 KiB page at a time.
+  ::madvise(reinterpret_cast<void*>(aligned), kSlabBytes, MADV_HUGEPAGE);
+  return reinterpret_cast<char*>(aligned);
+}
 
 struct Pool {
   std::mutex mu;
-  std::vector<std::unique_ptr<char[]>> slabs;  // guarded by mu
-  std::size_t used_in_last = kSlabBlocks;      // guarded by mu: blocks handed out of slabs.back()
-  std::vector<void*> free_blocks;              // guarded by mu
+  char* slab = nullptr;                    // guarded by mu: the slab blocks are carved from
+  std::size_t used_in_slab = kSlabBlocks;  // guarded by mu: blocks handed out of it
+  std::vector<void*> free_blocks;          // guarded by mu
 };
 
 Pool& pool() {
-  // Never destroyed: blocks may be freed by other static destructors.
+  // Never destroyed, and its slabs are never unmapped: blocks may be freed
+  // by other static destructors, and the pool keeps freed blocks for reuse.
   static Pool* const the_pool = new Pool;
   return *the_pool;
 }
@@ -37,11 +67,11 @@ void* allocate() {
     p.free_blocks.pop_back();
     return block;
   }
-  if (p.used_in_last == kSlabBlocks) {
-    p.slabs.emplace_back(new char[kSlabBlocks * kBytes]);
-    p.used_in_last = 0;
+  if (p.used_in_slab == kSlabBlocks) {
+    p.slab = map_slab();
+    p.used_in_slab = 0;
   }
-  return p.slabs.back().get() + kBytes * p.used_in_last++;
+  return p.slab + kBytes * p.used_in_slab++;
 }
 
 void deallocate(void* block) {

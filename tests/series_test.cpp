@@ -3,7 +3,9 @@
 // last put at a timestamp wins), against a std::map model.
 #include "metrics/series.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -114,4 +116,29 @@ TEST_CASE("full-size blocks come from the block pool and are reused once freed",
   Sample* small = allocator.allocate(3);
   small[2] = Sample{2, 2.0};
   allocator.deallocate(small, 3);
+}
+
+TEST_CASE("the block pool hands out distinct whole blocks across many slabs", "[series]") {
+  // 1200 blocks: more than two 2 MiB slabs' worth.
+  metrics::BlockAllocator<Sample> allocator;
+  const std::size_t n = SampleSeries::kBlockSamples;
+  std::vector<Sample*> blocks;
+  for (int i = 0; i < 1200; ++i) {
+    Sample* block = allocator.allocate(n);
+    for (std::size_t j = 0; j < n; ++j) block[j] = Sample{i, static_cast<double>(j)};
+    blocks.push_back(block);
+  }
+  // No block was overwritten by a later one, and none overlap.
+  for (int i = 0; i < 1200; ++i) {
+    const Sample* block = blocks[static_cast<std::size_t>(i)];
+    CHECK(block[0].timestamp == i);
+    CHECK(block[n - 1].timestamp == i);
+    CHECK(block[n - 1].value == static_cast<double>(n - 1));
+  }
+  std::vector<Sample*> sorted = blocks;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::size_t i = 1; i < sorted.size(); ++i) {
+    CHECK(sorted[i] - sorted[i - 1] >= static_cast<std::ptrdiff_t>(n));
+  }
+  for (Sample* block : blocks) allocator.deallocate(block, n);
 }
