@@ -100,6 +100,42 @@ bool parse_simple_value(std::string_view text, double* out) {
 
 }  // namespace
 
+bool parse_common_put(std::string_view line, Request* request) {
+  const char* p = line.data();
+  const char* const end = p + line.size();
+  auto skip_separators = [&] {
+    while (p < end && is_separator(*p)) ++p;
+  };
+  // The next token; empty at the end of the line.
+  auto next_token = [&] {
+    const char* start = p;
+    while (p < end && !is_separator(*p)) ++p;
+    return std::string_view(start, static_cast<std::size_t>(p - start));
+  };
+  if (line.size() < 4 || line.compare(0, 3, "put") != 0 || !is_separator(line[3])) return false;
+  p += 4;
+  skip_separators();
+  const std::string_view key = next_token();
+  if (key.empty() || key == "*" || has_byte(key, '\r')) return false;
+  skip_separators();
+  if (!parse_simple_value(next_token(), &request->value)) return false;
+  skip_separators();
+  // A timestamp of at most 18 digits cannot overflow int64_t.
+  bool negative = false;
+  if (p < end && (*p == '+' || *p == '-')) negative = *p++ == '-';
+  const char* digits = p;
+  uint64_t timestamp = 0;
+  while (p < end && is_digit(*p)) timestamp = timestamp * 10 + static_cast<uint64_t>(*p++ - '0');
+  if (p == digits || p - digits > 18) return false;
+  skip_separators();
+  if (p != end) return false;
+  request->timestamp =
+      negative ? -static_cast<int64_t>(timestamp) : static_cast<int64_t>(timestamp);
+  request->kind = RequestKind::kPut;
+  request->key = key;
+  return true;
+}
+
 bool parse_value(std::string_view text, double* out) {
   if (parse_simple_value(text, out)) return true;
   if (!is_decimal_literal(text)) return false;
@@ -142,6 +178,12 @@ bool parse_timestamp(std::string_view text, int64_t* out) {
 
 Request parse_request(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  Request request;
+  if (parse_common_put(line, &request)) return request;
+  return parse_any_request(line);
+}
+
+Request parse_any_request(std::string_view line) {
   std::string_view tokens[4];
   std::size_t count = tokenize(line, tokens, 4);
   Request request;

@@ -243,6 +243,109 @@ TEST_CASE("malformed requests are invalid", "[protocol][parse]") {
 // ---------------------------------------------------------------------------
 // Numbers
 
+TEST_CASE("the fast path for common puts agrees with the general parser", "[protocol][parse]") {
+  // Lines built from pieces near every edge of the fast path (signs, digit
+  // counts, exponents, '\r', '*', extra tokens, separators), some with a
+  // random byte changed. parse_request takes the fast path when it can; the
+  // general path alone must give the same request for every line.
+  const std::vector<std::string> commands = {"put", "put", "put", "get", "PUT", "pu", "putx", ""};
+  const std::vector<std::string> separators = {" ", " ", "\t", "  ", " \t", ""};
+  const std::vector<std::string> keys = {"k",  "palm.cpu", "*",     "a*",  "a\rb",
+                                         "\r", "\xd0\xba", "k\x01", "1.5", "-"};
+  const std::vector<std::string> values = {"1",
+                                           "-0.5",
+                                           ".5",
+                                           "5.",
+                                           "+1.5",
+                                           "007.50",
+                                           "-0",
+                                           "1e3",
+                                           "2.5E-4",
+                                           "nan",
+                                           "inf",
+                                           "1e999",
+                                           "0x10",
+                                           "",
+                                           "-",
+                                           "+",
+                                           ".",
+                                           "1.2.3",
+                                           "1_0",
+                                           "9007199254740992",
+                                           "9007199254740993",
+                                           "90071992547409921",
+                                           "0.1234567890123456789012",
+                                           "0.12345678901234567890123",
+                                           "12abc",
+                                           "--1",
+                                           "+-1"};
+  const std::vector<std::string> timestamps = {"0",
+                                               "-0",
+                                               "+5",
+                                               "05",
+                                               "1503319740",
+                                               "123456789012345678",
+                                               "999999999999999999",
+                                               "1234567890123456789",
+                                               "9223372036854775807",
+                                               "9223372036854775808",
+                                               "-9223372036854775808",
+                                               "-9223372036854775809",
+                                               "1.5",
+                                               "1e9",
+                                               "12abc",
+                                               "",
+                                               "+-5",
+                                               "-",
+                                               "+"};
+  const std::vector<std::string> tails = {"", "", " ", "\t", " x", "\r", "\r\r", " \r", "\rx"};
+  std::mt19937_64 rng(20261123);
+  // Half the time one of the first `common` pieces (valid ones), so that
+  // many lines are puts.
+  auto pick = [&](const std::vector<std::string>& from, std::size_t common = 1) {
+    const bool usual = std::uniform_int_distribution<int>(0, 1)(rng) == 0;
+    return from[std::uniform_int_distribution<std::size_t>(
+        0, (usual ? common : from.size()) - 1)(rng)];
+  };
+  int fast = 0, general_puts = 0;
+  for (int i = 0; i < 50000; ++i) {
+    std::string line = pick(separators).substr(0, i % 5 == 0 ? 1 : 0) + pick(commands, 3) +
+                       pick(separators, 5) + pick(keys, 2) + pick(separators, 5) + pick(values, 9) +
+                       pick(separators, 5) + pick(timestamps, 8) + pick(tails, 3);
+    if (i % 4 == 0 && !line.empty()) {
+      line[std::uniform_int_distribution<std::size_t>(0, line.size() - 1)(rng)] =
+          static_cast<char>(std::uniform_int_distribution<int>(0, 255)(rng));
+    }
+    if (line.find('\n') != std::string::npos) continue;
+    std::string_view stripped = line;
+    if (!stripped.empty() && stripped.back() == '\r') stripped.remove_suffix(1);
+    const metrics::Request general = metrics::parse_any_request(stripped);
+    const metrics::Request parsed = metrics::parse_request(line);
+    metrics::Request quick;
+    const bool took_fast = metrics::parse_common_put(stripped, &quick);
+    INFO("line " << printable(line));
+    REQUIRE(kind_name(parsed.kind) == std::string(kind_name(general.kind)));
+    if (general.kind == RequestKind::kPut || general.kind == RequestKind::kGet) {
+      REQUIRE(parsed.key == general.key);
+      REQUIRE(bits_of(parsed.value) == bits_of(general.value));
+      REQUIRE(parsed.timestamp == general.timestamp);
+    }
+    if (took_fast) {
+      ++fast;
+      REQUIRE(kind_name(general.kind) == std::string("kPut"));
+      REQUIRE(quick.key == general.key);
+      REQUIRE(bits_of(quick.value) == bits_of(general.value));
+      REQUIRE(quick.timestamp == general.timestamp);
+    } else if (general.kind == RequestKind::kPut) {
+      ++general_puts;
+    }
+  }
+  // Both paths were exercised: many puts took the fast one, and valid puts
+  // it leaves alone (exponents, 19 digits, long mantissas) took the other.
+  CHECK(fast > 1000);
+  CHECK(general_puts > 1000);
+}
+
 TEST_CASE("values that are finite decimal numbers are accepted", "[protocol][parse][value]") {
   // PROTOCOL.md "Requests" (value) and "Fine print" (sign, leading zeros,
   // underflow rounds to zero or a subnormal and is accepted).

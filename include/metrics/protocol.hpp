@@ -54,6 +54,18 @@ struct Request {
 // is ignored). Never throws; anything not valid per PROTOCOL.md is kInvalid.
 Request parse_request(std::string_view line);
 
+// The two paths parse_request takes, exposed so that tests can hold one
+// against the other. Both take the line without its trailing '\r'.
+//
+// The fast path, for the request a monitoring agent sends all day: `put`,
+// a key, a plain decimal value without exponent (Clinger's fast path: at most
+// 2^53 as an integer, at most 22 fraction digits) and a timestamp of at most
+// 18 digits, in one pass. Returns true and fills `request` only for such a
+// put; false decides nothing (the line may still be valid).
+bool parse_common_put(std::string_view line, Request* request);
+// The general path: every rule of PROTOCOL.md.
+Request parse_any_request(std::string_view line);
+
 // Parses a value per PROTOCOL.md: a finite decimal number with optional sign,
 // fraction and exponent; underflow rounds (to 0 or a subnormal), overflow,
 // nan, inf, hex and any other text are rejected. Returns false on rejection.

@@ -1,6 +1,7 @@
 // libFuzzer target: parse_request on arbitrary bytes (one request line).
 //
-// Besides "never crashes, never throws", it checks what PROTOCOL.md promises
+// Besides "never crashes, never throws" and "the fast path for common puts
+// agrees with the general parser", it checks what PROTOCOL.md promises
 // of an accepted request: a put's key is a non-empty token other than "*"
 // and its value is finite; and a put written back by format_put_request
 // parses to the same key, value and timestamp (the client and the server
@@ -31,6 +32,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   // The server hands parse_request the bytes before a '\n', never one.
   if (line.find('\n') != std::string_view::npos) return 0;
   metrics::Request request = metrics::parse_request(line);
+  // The fast path for common puts, when it is taken, gives what the general
+  // parser gives.
+  std::string_view stripped = line;
+  if (!stripped.empty() && stripped.back() == '\r') stripped.remove_suffix(1);
+  metrics::Request general = metrics::parse_any_request(stripped);
+  check(general.kind == request.kind && general.key == request.key &&
+        general.timestamp == request.timestamp &&
+        std::signbit(general.value) == std::signbit(request.value) &&
+        general.value == request.value);
   switch (request.kind) {
     case metrics::RequestKind::kEmpty:
       // Only spaces and tabs, then at most the one ignored '\r'.
