@@ -15,38 +15,45 @@ namespace block_pool {
 
 namespace {
 
-// Blocks are carved from 2 MiB slabs, each mapped on its own and aligned to
-// 2 MiB so that the kernel can back it with one transparent huge page
-// (MADV_HUGEPAGE; honoured when /sys/kernel/mm/transparent_hugepage/enabled
-// is `always` or `madvise`). Filling a slab then costs one page fault instead
-// of 512, and page faults were a tenth of a pipelined put's server CPU time.
-// Slabs are only used by series past their first block (256 samples), so a
-// small store never maps one.
-constexpr std::size_t kSlabBytes = std::size_t{2} << 20;
-constexpr std::size_t kSlabBlocks = kSlabBytes / kBytes;
+// Blocks are carved from slabs, each mapped on its own. The first
+// kSmallSlabs are 256 KiB of ordinary pages, so a small store's memory grows
+// in small steps; after them a store is clearly large and slabs are 2 MiB,
+// aligned to 2 MiB so that the kernel can back each with one transparent
+// huge page (MADV_HUGEPAGE; honoured when
+// /sys/kernel/mm/transparent_hugepage/enabled is `always` or `madvise`).
+// Filling such a slab costs one page fault instead of 512, and page faults
+// were a tenth of a pipelined put's server CPU time. Slabs are only used by
+// series past their first block (256 samples).
+constexpr std::size_t kSmallSlabBytes = std::size_t{256} << 10;
+constexpr std::size_t kSmallSlabs = 8;
+constexpr std::size_t kHugeSlabBytes = std::size_t{2} << 20;
 
-char* map_slab() {
-  // Map twice the size, then unmap what lies outside the aligned middle.
+// Maps `bytes` of zeroed memory, aligned to `bytes` if `huge`.
+char* map_slab(std::size_t bytes, bool huge) {
+  const std::size_t length = huge ? 2 * bytes : bytes;
   void* mapped =
-      ::mmap(nullptr, 2 * kSlabBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
+  if (!huge) return static_cast<char*>(mapped);
+  // Twice the size was mapped: unmap what lies outside the aligned middle.
   const auto start = reinterpret_cast<std::uintptr_t>(mapped);
-  const std::uintptr_t aligned = (start + kSlabBytes - 1) & ~(std::uintptr_t{kSlabBytes} - 1);
-  const std::uintptr_t end = start + 2 * kSlabBytes;
+  const std::uintptr_t aligned = (start + bytes - 1) & ~(std::uintptr_t{bytes} - 1);
+  const std::uintptr_t end = start + length;
   if (aligned > start) ::munmap(mapped, aligned - start);
-  if (end > aligned + kSlabBytes) {
-    ::munmap(reinterpret_cast<void*>(aligned + kSlabBytes), end - aligned - kSlabBytes);
+  if (end > aligned + bytes) {
+    ::munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
   }
   // Best effort: without huge pages the slab fills a 4 KiB page at a time.
-  ::madvise(reinterpret_cast<void*>(aligned), kSlabBytes, MADV_HUGEPAGE);
+  ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
   return reinterpret_cast<char*>(aligned);
 }
 
 struct Pool {
   std::mutex mu;
-  char* slab = nullptr;                    // guarded by mu: the slab blocks are carved from
-  std::size_t used_in_slab = kSlabBlocks;  // guarded by mu: blocks handed out of it
-  std::vector<void*> free_blocks;          // guarded by mu
+  std::size_t slabs = 0;           // guarded by mu: how many were mapped
+  char* next = nullptr;            // guarded by mu: the next block never handed out
+  char* slab_end = nullptr;        // guarded by mu: the end of the slab `next` is in
+  std::vector<void*> free_blocks;  // guarded by mu
 };
 
 Pool& pool() {
@@ -67,11 +74,16 @@ void* allocate() {
     p.free_blocks.pop_back();
     return block;
   }
-  if (p.used_in_slab == kSlabBlocks) {
-    p.slab = map_slab();
-    p.used_in_slab = 0;
+  if (p.next == p.slab_end) {
+    const bool huge = p.slabs >= kSmallSlabs;
+    const std::size_t bytes = huge ? kHugeSlabBytes : kSmallSlabBytes;
+    p.next = map_slab(bytes, huge);
+    p.slab_end = p.next + bytes;
+    ++p.slabs;
   }
-  return p.slab + kBytes * p.used_in_slab++;
+  void* block = p.next;
+  p.next += kBytes;
+  return block;
 }
 
 void deallocate(void* block) {

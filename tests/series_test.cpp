@@ -119,7 +119,8 @@ TEST_CASE("full-size blocks come from the block pool and are reused once freed",
 }
 
 TEST_CASE("the block pool hands out distinct whole blocks across many slabs", "[series]") {
-  // 1200 blocks: more than two 2 MiB slabs' worth.
+  // 1200 blocks: the 256 KiB slabs a pool starts with (512 blocks), then
+  // more than one 2 MiB slab.
   metrics::BlockAllocator<Sample> allocator;
   const std::size_t n = SampleSeries::kBlockSamples;
   std::vector<Sample*> blocks;

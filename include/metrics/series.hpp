@@ -11,10 +11,11 @@
 
 namespace metrics {
 
-// Allocates SampleSeries' full-size blocks: 4 KiB pieces carved from 2 MiB
-// slabs that the kernel may back with transparent huge pages (one page fault
-// a slab instead of 512), with a free list, shared by the whole process and
-// never returned to the system. Blocks from malloc instead would each grow a thread's malloc
+// Allocates SampleSeries' full-size blocks: 4 KiB pieces carved from slabs
+// (the first 2 MiB in 256 KiB slabs, then 2 MiB slabs that the kernel may
+// back with transparent huge pages: one page fault a slab instead of 512),
+// with a free list, shared by the whole process and never returned to the
+// system. Blocks from malloc instead would each grow a thread's malloc
 // arena by one more page with an mprotect call: one system call per 256 puts,
 // about 7% of a pipelined put. Other sizes go to operator new. Thread-safe
 // (one mutex, taken once per block).
