@@ -115,7 +115,7 @@ bool Storage::apply(std::string_view key, std::size_t hash, int64_t timestamp, d
       return true;
     }
   }
-  std::lock_guard<std::mutex> lock(entry->mu);
+  std::lock_guard<KeyLock> lock(entry->mu);
   if (log != nullptr && !log->log_put(key, timestamp, value, ticket)) return false;
   entry->samples.insert(timestamp, value);
   return true;
@@ -130,7 +130,7 @@ std::size_t Storage::sample_count() const {
   std::lock_guard<std::mutex> order(order_mu_);
   std::size_t total = 0;
   for (const Entry& entry : entries_) {
-    std::lock_guard<std::mutex> lock(entry.mu);
+    std::lock_guard<KeyLock> lock(entry.mu);
     total += entry.samples.size();
   }
   return total;
@@ -146,7 +146,7 @@ bool Storage::copy_series(std::size_t index, std::string* key,
   const Entry* entry = entry_at(index);
   if (entry == nullptr) return false;
   key->assign(entry->key);  // immutable: no lock needed
-  std::lock_guard<std::mutex> lock(entry->mu);
+  std::lock_guard<KeyLock> lock(entry->mu);
   samples->clear();
   entry->samples.append_to(samples);
   return true;
@@ -163,7 +163,7 @@ bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) co
       return false;
     }
   }
-  std::lock_guard<std::mutex> lock(entry->mu);
+  std::lock_guard<KeyLock> lock(entry->mu);
   samples->clear();
   entry->samples.append_to(samples);
   return true;

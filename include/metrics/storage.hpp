@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "metrics/key_lock.hpp"
 #include "metrics/sample.hpp"
 #include "metrics/series.hpp"
 
@@ -42,7 +43,8 @@ class PutLog {
 //
 // Thread-safe, and built so that sessions putting to different keys share
 // no written memory (docs/architecture.md, "Storage"):
-// - each key has its own mutex, which guards its samples;
+// - each key has its own lock (a KeyLock, whose unlock is a plain store),
+//   which guards its samples;
 // - keys are found through an insert-only open-addressing index that is
 //   read without any lock (atomic slots; a full table is replaced by a
 //   larger copy, and old tables live as long as the Storage);
@@ -52,7 +54,7 @@ class PutLog {
 // releasing it, so a large `get *` never holds a lock for long: it walks the
 // keys one at a time (see copy_series).
 //
-// Lock order: order_mu_, then a key's mutex.
+// Lock order: order_mu_, then a key's lock.
 class Storage {
  public:
   Storage();
@@ -113,7 +115,7 @@ class Storage {
     Entry(std::string_view k, std::size_t h) : key(k), hash(h) {}
     const std::string key;  // immutable once published
     const std::size_t hash;
-    mutable std::mutex mu;
+    mutable KeyLock mu;
     SampleSeries samples;  // guarded by mu
   };
 
