@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <system_error>
 
 namespace metrics {
 
@@ -24,6 +26,19 @@ long proc_status_field(long pid, std::string_view name) {
     }
   }
   return -1;
+}
+
+long proc_threads_named(long pid, std::string_view name) {
+  std::error_code error;
+  long count = 0;
+  for (std::filesystem::directory_iterator task("/proc/" + std::to_string(pid) + "/task", error);
+       !error && task != std::filesystem::directory_iterator(); task.increment(error)) {
+    // A thread that ends meanwhile has no comm left: it is not counted.
+    std::ifstream in(task->path() / "comm");
+    std::string comm;
+    if (std::getline(in, comm) && comm == name) ++count;
+  }
+  return error ? -1 : count;
 }
 
 double proc_cpu_seconds(long pid) {

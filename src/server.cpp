@@ -272,6 +272,9 @@ void Server::start_session(Fd fd, std::string peer) {
 }
 
 void Server::serve(Session* session, uint64_t id) {
+  // Named, so that `top -H` and tools that watch the server (the soak) can
+  // tell sessions from the server's own threads.
+  ::pthread_setname_np(::pthread_self(), kSessionThreadName);
   const int fd = session->fd.get();
   const std::unique_ptr<LineHandler> handler = service_.open_session();
   Output out(fd, handler.get());

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <exception>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "metrics/client.hpp"
+#include "metrics/procfs.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/service.hpp"
 #include "metrics/storage.hpp"
@@ -58,6 +60,24 @@ TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e
   c.send("get *\n");
   CHECK(c.read_answers() ==
         "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n");
+}
+
+TEST_CASE("each session runs in a thread named session, which ends with its connection",
+          "[server][e2e]") {
+  TestServer server;
+  auto sessions = [] {
+    return metrics::proc_threads_named(::getpid(), metrics::kSessionThreadName);
+  };
+  const long before = sessions();
+  REQUIRE(before >= 0);
+  {
+    RawConnection a(server.port());
+    RawConnection b(server.port());
+    CHECK(ask(a, "put a 1 1\n") == "ok\n\n");
+    CHECK(ask(b, "put b 1 1\n") == "ok\n\n");
+    CHECK(wait_until([&] { return sessions() == before + 2; }));
+  }
+  CHECK(wait_until([&] { return sessions() == before; }));
 }
 
 // PROTOCOL.md, "Requests": an empty line gets no answer, so the course's

@@ -13,6 +13,10 @@ namespace metrics {
 // or the field cannot be read.
 long proc_status_field(long pid, std::string_view name);
 
+// How many threads of process `pid` are named `name` (their
+// /proc/PID/task/TID/comm), or -1 if the process cannot be read.
+long proc_threads_named(long pid, std::string_view name);
+
 // User plus system CPU time of process `pid` (all its threads), in seconds,
 // from /proc/PID/stat; -1 if it cannot be read.
 double proc_cpu_seconds(long pid);

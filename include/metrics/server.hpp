@@ -110,6 +110,9 @@ class Service {
   virtual std::unique_ptr<LineHandler> open_session() = 0;
 };
 
+// The name (/proc/PID/task/TID/comm) of every session thread.
+inline constexpr char kSessionThreadName[] = "session";
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8888;  // 0 picks a free port

@@ -7,7 +7,8 @@
 // acknowledged, invalid lines, blank lines, now and then an over-long line, a
 // `get *`, or a disconnect in mid-line or by reset followed by a reconnect.
 // Then it checks that every acknowledged put is readable with its value, and
-// that the server's threads and RSS come back down once the clients close.
+// that every session thread ends and the RSS comes back down once the
+// clients close.
 // Prints its figures and exits 0 only if every check held.
 #include <fcntl.h>
 #include <signal.h>
@@ -39,6 +40,7 @@
 #include "metrics/client.hpp"
 #include "metrics/procfs.hpp"
 #include "metrics/protocol.hpp"
+#include "metrics/server.hpp"
 #include "metrics/socket.hpp"
 
 namespace {
@@ -505,9 +507,9 @@ int run(const Options& options) {
     }
   };
 
-  // The server's own threads (the accept loop and the signal thread, which
-  // may start just after "listening on"): every thread beyond them is a
-  // session.
+  // Session threads are told from the server's own ones (the accept loop,
+  // the signal thread, with a log its syncer and compactor) by their name.
+  auto sessions = [pid] { return metrics::proc_threads_named(pid, metrics::kSessionThreadName); };
   wait_for([&] { return metrics::proc_status_field(pid, "Threads") >= 2; }, 5);
   const long base_threads = metrics::proc_status_field(pid, "Threads");
   const long base_rss = metrics::proc_status_field(pid, "VmRSS");
@@ -520,16 +522,16 @@ int run(const Options& options) {
   }
   auto connect_start = Clock::now();
   for (auto& w : workers) w->connect_all();
-  const long all_threads = base_threads + options.connections;
-  bool all_up = wait_for([&] { return metrics::proc_status_field(pid, "Threads") >= all_threads; }, 60);
+  bool all_up = wait_for([&] { return sessions() >= options.connections; }, 60);
   double connect_seconds = std::chrono::duration<double>(Clock::now() - connect_start).count();
-  expect(all_up, "the server did not reach one thread per connection");
+  expect(all_up, "the server did not reach one session thread per connection");
   const long idle_rss = metrics::proc_status_field(pid, "VmRSS");
-  std::printf("idle: %d connections open in %.2f s; server threads %ld -> %ld, RSS %ld -> %ld KiB "
-              "(%.1f KiB per idle connection)\n",
-              options.connections, connect_seconds, base_threads, metrics::proc_status_field(pid, "Threads"),
-              base_rss, idle_rss,
-              static_cast<double>(idle_rss - base_rss) / options.connections);
+  std::printf(
+      "idle: %d connections open in %.2f s; %ld session threads, server threads %ld -> "
+      "%ld, RSS %ld -> %ld KiB (%.1f KiB per idle connection)\n",
+      options.connections, connect_seconds, sessions(), base_threads,
+      metrics::proc_status_field(pid, "Threads"), base_rss, idle_rss,
+      static_cast<double>(idle_rss - base_rss) / options.connections);
 
   // Traffic; the main thread samples the server meanwhile.
   const Clock::time_point stop_at =
@@ -604,10 +606,10 @@ int run(const Options& options) {
   // Clients close: every session thread ends and memory comes back.
   const long loaded_rss = metrics::proc_status_field(pid, "VmRSS");
   for (auto& w : workers) w->close_all();
-  bool threads_down =
-      wait_for([&] { return metrics::proc_status_field(pid, "Threads") <= base_threads; }, 60);
+  bool threads_down = wait_for([&] { return sessions() == 0; }, 60);
+  const long closed_sessions = sessions();
   const long closed_threads = metrics::proc_status_field(pid, "Threads");
-  expect(threads_down, "server threads did not come back to the baseline");
+  expect(threads_down, "session threads were still running after the clients closed");
   // The connections' share of the memory — at least half of what the idle
   // connections took — must be returned; the stored samples stay. Threads
   // leave /proc before the server has joined them and unmapped their stacks,
@@ -617,11 +619,11 @@ int run(const Options& options) {
   bool rss_down = wait_for(
       [&] { return loaded_rss - metrics::proc_status_field(pid, "VmRSS") >= connection_share / 2; }, 60);
   const long closed_rss = metrics::proc_status_field(pid, "VmRSS");
-  std::printf("after close: threads %ld (baseline %ld), RSS %ld KiB after %.1f s (with "
-              "connections %ld, baseline %ld)\n",
-              closed_threads, base_threads, closed_rss,
-              std::chrono::duration<double>(Clock::now() - close_start).count(), loaded_rss,
-              base_rss);
+  std::printf(
+      "after close: %ld session threads, threads %ld (baseline %ld), RSS %ld KiB after "
+      "%.1f s (with connections %ld, baseline %ld)\n",
+      closed_sessions, closed_threads, base_threads, closed_rss,
+      std::chrono::duration<double>(Clock::now() - close_start).count(), loaded_rss, base_rss);
   expect(rss_down, "server RSS did not come down after the clients closed");
 
   if (options.hold_seconds > 0) {
