@@ -15,10 +15,7 @@ void KeyLock::lock_contended() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
-    if (state_.load(std::memory_order_relaxed) == 0 &&
-        state_.exchange(1, std::memory_order_acquire) == 0) {
-      return;
-    }
+    if (try_lock()) return;
   }
   // The holder is descheduled or in a long critical section: sleep while the
   // word still reads 1, but never for long, since unlock() wakes nobody.
@@ -26,10 +23,7 @@ void KeyLock::lock_contended() {
   for (;;) {
     ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&state_), FUTEX_WAIT_PRIVATE, 1, &nap, nullptr,
               0);
-    if (state_.load(std::memory_order_relaxed) == 0 &&
-        state_.exchange(1, std::memory_order_acquire) == 0) {
-      return;
-    }
+    if (try_lock()) return;
   }
 }
 
