@@ -25,7 +25,7 @@ PROGRAMS := $(SERVER) $(CLI) $(BENCH)
 
 obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all run test asan tsan bench install clean deps soak fuzz fuzz-deps
+.PHONY: all run test asan tsan bench install clean deps soak fuzz fuzz-deps readme-check
 all: $(PROGRAMS)
 
 # Debian packages the build needs; installed with apt-get when missing.
@@ -64,7 +64,11 @@ $(BENCH): $(call obj,tools/metrics_bench.cpp) $(LIB)
 $(NOOP): $(call obj,bench/noop_server.cpp) $(LIB)
 	$(CXX) $^ -o $@ $(LDFLAGS)
 
-run: $(SERVER)
+# Every program first, in parallel, so that `build/metrics-cli` is there for
+# the README's next step in another terminal.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+run:
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	$(SERVER) 127.0.0.1 8888
 
 # The test binary finds the programs it runs through these variables; its
@@ -125,6 +129,13 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%_fuzz)
 	  $(FUZZ_BUILD)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
 	done
+
+# The README's quick start walked on a fresh clone of the committed tree
+# (tests/readme_check.sh): `make run`, then every `$ command` it shows, with
+# the output it shows. Needs 127.0.0.1:8888 free; installs nc for the session.
+readme-check:
+	@$(MAKE) --no-print-directory deps PACKAGES=netcat-openbsd
+	tests/readme_check.sh
 
 install: $(PROGRAMS) $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/metrics
