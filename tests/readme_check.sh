@@ -63,7 +63,8 @@ run_block() {  # the lines of one ```sh block on stdin
       output=$(printf '%s\n' "$input" | timeout 10 $cmd -N 2>&1)
       check "$cmd" "$(printf '%s\n' "$expected" | grep -vE '^(put|get|got) ')" "$output"
     else
-      check "$cmd" "$expected" "$(timeout 30 bash -c "$cmd" 2>&1)"
+      # $(...) drops trailing newlines on both sides alike.
+      check "$cmd" "$(printf '%s\n' "$expected")" "$(timeout 30 bash -c "$cmd" 2>&1)"
     fi
     cmd=""
     expected=""
