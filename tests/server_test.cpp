@@ -7,11 +7,14 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <exception>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +26,7 @@
 #include "metrics/storage.hpp"
 #include "test_util.hpp"
 
+using metrics::ServerOptions;
 using metrics::test::ChildProcess;
 using metrics::test::ProcessResult;
 using metrics::test::RawConnection;
@@ -457,6 +461,137 @@ TEST_CASE("a server on the IPv6 loopback serves the protocol", "[server][e2e][ip
   }
   server.stop();
   runner.join();
+}
+
+TEST_CASE("with a connection limit of 1 strictly sequential clients are all served",
+          "[server][e2e][limits]") {
+  // A client that has read its answer and closed has ended its session, so the
+  // next connection must find its slot free, however late the accept loop
+  // gets round to joining the old session's thread.
+  ServerOptions options;
+  options.max_connections = 1;
+  TestServer server(options);
+  constexpr int kRounds = 2000;
+  int refused = 0;
+  std::string first_refusal;
+  for (int i = 0; i < kRounds; ++i) {
+    RawConnection c(server.port());
+    c.send("put seq 1 " + std::to_string(i) + "\n");
+    std::string answer = c.read_answers();
+    if (answer != "ok\n\n") {
+      if (refused == 0) first_refusal = "round " + std::to_string(i) + ": " + answer;
+      ++refused;
+    }
+  }
+  INFO(first_refusal);
+  CHECK(refused == 0);
+  CHECK(server.server().refused_count() == 0);
+  // Every acknowledged put is stored: "ok\n", one line per sample, "\n".
+  RawConnection check(server.port());
+  std::string all = ask(check, "get seq\n");
+  CHECK(std::count(all.begin(), all.end(), '\n') == kRounds - refused + 2);
+}
+
+TEST_CASE("with a connection limit of 1 a second concurrent connection is refused",
+          "[server][e2e][limits]") {
+  ServerOptions options;
+  options.max_connections = GENERATE(1, 2);
+  CAPTURE(options.max_connections);
+  TestServer server(options);
+  // Connections held open, each with one answered request: exactly the limit
+  // are served, and every one past it is refused, however many there are.
+  std::vector<std::unique_ptr<RawConnection>> open;
+  for (std::size_t i = 0; i < options.max_connections; ++i) {
+    open.push_back(std::make_unique<RawConnection>(server.port()));
+    CHECK(ask(*open.back(), "put held 1 " + std::to_string(i) + "\n") == "ok\n\n");
+  }
+  for (int i = 0; i < 3; ++i) {
+    RawConnection extra(server.port());
+    extra.send("put extra 1 1\n");
+    CHECK(extra.read_until_close() == "error\ntoo many connections\n\n");
+  }
+  CHECK(server.server().refused_count() == 3);
+  CHECK(server.server().session_count() == options.max_connections);
+  for (auto& c : open) CHECK(ask(*c, "get held\n").rfind("ok\nheld 1.0 0\n", 0) == 0);
+
+  // Closing one frees exactly one slot.
+  open.pop_back();
+  REQUIRE(wait_until(
+      [&] { return server.server().session_count() == options.max_connections - 1; }));
+  RawConnection next(server.port());
+  CHECK(ask(next, "put next 1 1\n") == "ok\n\n");
+  RawConnection over(server.port());
+  CHECK(over.read_until_close() == "error\ntoo many connections\n\n");
+}
+
+// ---------------------------------------------------------------------------
+// run_until_stop_signal in a program that does not block the stop signals
+
+namespace {
+
+// Waits (at most kDeadline) for the child `pid` to end and returns its
+// waitpid status; kills it by PID and fails if it does not end in time.
+int wait_child(pid_t pid) {
+  int status = 0;
+  bool ended = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("the child process did not end within the deadline");
+  }
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("run_until_stop_signal ended by stop() sends no signal to an embedding process",
+          "[server][signals]") {
+  // A program that embeds the server without block_stop_signals() keeps
+  // SIGTERM's default action in its main thread: any SIGTERM to the process
+  // kills it. run_until_stop_signal must release its signal thread without
+  // one. Run in a child, so that such a signal kills the child, not the
+  // test run.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      ::signal(SIGTERM, SIG_DFL);  // Catch2 installs a handler for it
+      ::signal(SIGINT, SIG_DFL);
+      sigset_t stop_signals;
+      sigemptyset(&stop_signals);
+      sigaddset(&stop_signals, SIGTERM);
+      sigaddset(&stop_signals, SIGINT);
+      ::pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+      metrics::Storage storage;
+      metrics::MetricsService service(storage);
+      ServerOptions options;
+      options.port = 0;
+      options.quiet = true;
+      metrics::Server server(options, service);
+      server.listen();
+      // Stops the server once it has served a request, so run() is running.
+      std::thread stopper([&] {
+        try {
+          RawConnection c(server.port());
+          if (ask(c, "put embedded 1 1\n") != "ok\n\n") code = 3;
+        } catch (...) {
+          code = 4;
+        }
+        server.stop();
+      });
+      metrics::run_until_stop_signal(server);
+      stopper.join();
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  int status = wait_child(pid);
+  INFO("child status " << status << (WIFSIGNALED(status) ? " (killed by a signal)" : ""));
+  CHECK(WIFEXITED(status));
+  CHECK((WIFSIGNALED(status) ? WTERMSIG(status) : 0) == 0);
+  CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : -1) == 0);
 }
 
 // ---------------------------------------------------------------------------
