@@ -24,6 +24,7 @@
 #include "metrics/protocol.hpp"
 #include "metrics/service.hpp"
 #include "metrics/storage.hpp"
+#include "metrics/wal.hpp"
 #include "test_util.hpp"
 
 using metrics::ServerOptions;
@@ -660,6 +661,129 @@ TEST_CASE("metrics-server rejects a bad option with a non-zero exit", "[server][
   CHECK_FALSE(result.err.empty());
 }
 
+TEST_CASE("metrics-server refuses an out-of-range or malformed option value with exit 2",
+          "[server][binary][options]") {
+  const std::string max_line = std::to_string(metrics::kMaxLogKeyBytes);
+  // Each: the arguments after the host and port, and what the one-line
+  // message must name.
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"--max-line-bytes", "-5"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "0"}, "--max-line-bytes"},
+      {{"--max-line-bytes", std::to_string(metrics::kMaxLogKeyBytes + 1ull)}, max_line},
+      {{"--max-line-bytes", "1100000000"}, max_line},
+      {{"--max-line-bytes", "18446744073709551617"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "1.5"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "inf"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "abc"}, "--max-line-bytes"},
+      {{"--max-connections", "-1"}, "--max-connections"},
+      {{"--max-connections", "0"}, "--max-connections"},
+      {{"--max-connections", "1000001"}, "1000000"},
+      {{"--max-connections", "18446744073709551616"}, "--max-connections"},
+      {{"--max-connections", "nan"}, "--max-connections"},
+      {{"--max-connections", "0x10"}, "--max-connections"},
+      {{"--idle-timeout", "-1"}, "--idle-timeout"},
+      {{"--idle-timeout", "-0.5"}, "--idle-timeout"},
+      {{"--idle-timeout", "0.0001"}, "0.001"},
+      {{"--idle-timeout", "1000000.5"}, "1000000"},
+      {{"--idle-timeout", "1e10"}, "--idle-timeout"},
+      {{"--idle-timeout", "1e400"}, "--idle-timeout"},
+      {{"--idle-timeout", "inf"}, "--idle-timeout"},
+      {{"--idle-timeout", "-inf"}, "--idle-timeout"},
+      {{"--idle-timeout", "nan"}, "--idle-timeout"},
+      {{"--idle-timeout", "abc"}, "--idle-timeout"},
+      {{"--idle-timeout"}, "--idle-timeout"},
+      {{"--compact-min-bytes", "-5"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "1099511627777"}, "1099511627776"},
+      {{"--compact-min-bytes", "18446744073709551616"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "1e3"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "abc"}, "--compact-min-bytes"},
+      {{"--fsync", "sometimes"}, "--fsync"},
+      {{"--data-file", ""}, "--data-file"},
+      {{"--bogus"}, "--bogus"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    CAPTURE(c.args);
+    ProcessResult result = metrics::test::run_process(argv);
+    CAPTURE(result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find(c.names) != std::string::npos);
+    // One line, without CLI11's 300-digit DBL_MAX.
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    CHECK(result.err.find("179769") == std::string::npos);
+    CHECK(result.err.find("listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
+          "[server][binary][options]") {
+  const std::vector<std::vector<std::string>> cases = {
+      {"127.0.0.1", "-1"},    {"127.0.0.1", "65536"}, {"127.0.0.1", "70000"},
+      {"127.0.0.1", "1e3"},   {"127.0.0.1", "abc"},   {"127.0.0.1", "18446744073709551616"},
+      {"127.0.0.1", "0x50"},  {"", "0"},
+  };
+  for (const auto& args : cases) {
+    std::vector<std::string> argv = {metrics::test::server_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CAPTURE(args);
+    ProcessResult result = metrics::test::run_process(argv);
+    CAPTURE(result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    CHECK(result.err.find("listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("metrics-server accepts every option at both ends of its range",
+          "[server][binary][options]") {
+  metrics::test::TempDir dir;
+  SECTION("the largest values") {
+    ServerProcess server({"127.0.0.1", "0", "--max-line-bytes",
+                          std::to_string(metrics::kMaxLogKeyBytes), "--max-connections", "1000000",
+                          "--idle-timeout", "1000000", "--compact-min-bytes", "1099511627776",
+                          "--data-file", dir.file("data.log"), "--fsync", "always"});
+    RawConnection c(server.port);
+    // The longest idle timeout does not close a session early.
+    CHECK(ask(c, "put big 1 1\n") == "ok\n\n");
+    CHECK(ask(c, "get big\n") == "ok\nbig 1.0 1\n\n");
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("the smallest values") {
+    ServerProcess server({"127.0.0.1", "0", "--max-line-bytes", "1", "--max-connections", "1",
+                          "--idle-timeout", "0", "--compact-min-bytes", "0", "--data-file",
+                          dir.file("data.log"), "--fsync", "no"});
+    RawConnection c(server.port);
+    CHECK(ask(c, "get *\n") == kWrongCommand);
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("the shortest idle timeout") {
+    ServerProcess server({"127.0.0.1", "0", "--idle-timeout", "0.001"});
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("numbers with leading zeros, which are decimal") {
+    ServerProcess server({"127.0.0.1", "00", "--max-line-bytes", "0016", "--quiet"});
+    RawConnection c(server.port);
+    // 15 bytes: within a limit of 16, over one of 14 (0016 read as octal).
+    CHECK(ask(c, "get 0123456789a\n") == "ok\n\n");
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+}
+
+TEST_CASE("metrics-server --help gives each option's range", "[server][binary][options]") {
+  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  CHECK(help.exit_code == 0);
+  for (const char* range : {"0 to 65535", "1 to 1073741824", "1 to 1000000", "0.001 to 1000000",
+                            "0 to 1099511627776"}) {
+    CAPTURE(range);
+    CHECK(help.out.find(range) != std::string::npos);
+  }
+}
+
 TEST_CASE("metrics-server exits 0 on SIGTERM or SIGINT with an idle client connected",
           "[server][binary]") {
   int sig = GENERATE(SIGTERM, SIGINT);
@@ -673,4 +797,20 @@ TEST_CASE("metrics-server exits 0 on SIGTERM or SIGINT with an idle client conne
   CHECK(result.exit_code == 0);
   // The server ended the session on its way out.
   CHECK(idle.read_until_close().empty());
+}
+
+TEST_CASE("metrics-server keeps serving through SIGHUP and the user signals and exits 0 on SIGTERM",
+          "[server][binary][signals]") {
+  ServerProcess server({"127.0.0.1", "0"});
+  RawConnection before(server.port);
+  CHECK(ask(before, "put hup 1 1\n") == "ok\n\n");
+  for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) REQUIRE(::kill(server.process.pid(), sig) == 0);
+  // A fresh connection after the signals: the server is still serving, and
+  // the session opened before them is untouched.
+  RawConnection after(server.port);
+  CHECK(ask(after, "put hup 2 2\n") == "ok\n\n");
+  CHECK(ask(before, "get hup\n") == "ok\nhup 1.0 1\nhup 2.0 2\n\n");
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
 }
