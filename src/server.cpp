@@ -30,6 +30,10 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // an idle session does not keep the memory of its largest answer.
 constexpr std::size_t kKeepBufferBytes = 16 * 1024;
 
+// How long a connection that arrives at the connection limit waits for a
+// session whose client has already gone to end (Server::start_session).
+constexpr std::chrono::milliseconds kSlotWait{1000};
+
 constexpr std::string_view kOutOfResourcesAnswer = "error\nserver out of resources\n\n";
 
 bool is_transient_accept_error(int err) {
@@ -159,7 +163,7 @@ void Server::wake() {
 
 std::size_t Server::session_count() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return sessions_.size();
+  return live_;
 }
 
 void Server::run() {
@@ -230,16 +234,79 @@ void Server::accept_ready() {
   }
 }
 
+bool Server::admit(uint64_t* id, std::size_t* open) {
+  // Only the accept thread admits sessions, and sessions only ever leave the
+  // count, so checking and counting under one lock can never admit more than
+  // the limit.
+  std::lock_guard<std::mutex> lock(mu_);
+  *open = live_;
+  if (live_ >= options_.max_connections) return false;
+  ++live_;
+  *id = next_id_++;
+  return true;
+}
+
+bool Server::some_client_gone() const {
+  std::vector<pollfd> fds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fds.reserve(sessions_.size());
+    for (const auto& [id, session] : sessions_) {
+      if (!session->done) fds.push_back(pollfd{session->fd.get(), POLLRDHUP, 0});
+    }
+  }
+  // The descriptors stay open outside the lock: only this thread closes
+  // them, when it reaps.
+  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) <= 0) return false;
+  for (const pollfd& p : fds) {
+    if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return true;
+  }
+  return false;
+}
+
+bool Server::wait_to_admit(uint64_t* id, std::size_t* open) {
+  const auto deadline = std::chrono::steady_clock::now() + kSlotWait;
+  while (!stopping_.load()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    // A finishing session writes to the wake pipe (finish()); so does stop().
+    pollfd wake_fd{wake_read_.get(), POLLIN, 0};
+    int rc = ::poll(&wake_fd, 1, static_cast<int>(left.count()) + 1);
+    if (rc < 0 && errno != EINTR) return false;
+    if (rc > 0) {
+      char drain[256];
+      while (::read(wake_read_.get(), drain, sizeof drain) > 0) {
+      }
+      reap_finished();
+      if (admit(id, open)) return true;
+    }
+  }
+  return false;
+}
+
 void Server::start_session(Fd fd, std::string peer) {
-  std::size_t open = session_count();
-  if (open >= options_.max_connections) {
+  uint64_t id = 0;
+  std::size_t open = 0;
+  // A session leaves the count as its serve() ends, not when this loop gets
+  // round to joining its thread. But at the limit, a session whose client
+  // has just closed may not have run since the client's FIN arrived: a
+  // client that closes and at once reconnects would be refused for a slot
+  // that is as good as free. So wait for such a session to end (briefly: it
+  // has only to read the end of stream), and refuse at once when every
+  // client is still there.
+  bool admitted = admit(&id, &open) || (some_client_gone() && wait_to_admit(&id, &open));
+  if (!admitted) {
     ++refused_;
+
     ::send(fd.get(), kTooManyConnectionsAnswer.data(), kTooManyConnectionsAnswer.size(),
            MSG_NOSIGNAL | MSG_DONTWAIT);
     log("refused " + peer + ": too many connections (" + std::to_string(open) + " open, limit " +
         std::to_string(options_.max_connections) + ")");
     return;  // `fd` closes here
   }
+  auto session = std::make_unique<Session>();
+  Session* raw = session.get();
   int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (options_.idle_timeout_seconds > 0) {
@@ -249,14 +316,10 @@ void Server::start_session(Fd fd, std::string peer) {
     set_timeout(fd.get(), SO_SNDTIMEO, options_.idle_timeout_seconds);
   }
 
-  auto session = std::make_unique<Session>();
   session->fd = std::move(fd);
   session->peer = std::move(peer);
-  Session* raw = session.get();
-  uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    id = next_id_++;
     sessions_.emplace(id, std::move(session));
   }
   try {
@@ -267,6 +330,7 @@ void Server::start_session(Fd fd, std::string peer) {
            MSG_NOSIGNAL | MSG_DONTWAIT);
     log("refused " + raw->peer + ": cannot start a session thread: " + e.what());
     std::lock_guard<std::mutex> lock(mu_);
+    --live_;
     sessions_.erase(id);  // closes the connection
   }
 }
@@ -317,7 +381,12 @@ void Server::serve(Session* session, uint64_t id) {
 
 void Server::finish(uint64_t id) {
   {
+    // The slot is free from here on; the accept loop joins the thread and
+    // closes the descriptor when it reaps `id`.
     std::lock_guard<std::mutex> lock(mu_);
+    --live_;
+    auto it = sessions_.find(id);
+    if (it != sessions_.end()) it->second->done = true;
     finished_.push_back(id);
   }
   wake();
@@ -383,18 +452,38 @@ void block_stop_signals() {
 
 void run_until_stop_signal(Server& server) {
   const sigset_t set = stop_signal_set();
-  std::thread signal_thread([&] {
-    int signal_number = 0;
-    ::sigwait(&set, &signal_number);
-    server.stop();
-  });
-  // run() also returns when the listener breaks: release the signal thread
-  // with a signal of our own (left pending, harmlessly, if it has already
-  // taken one), and join it however run() ends.
+  // The signal thread must have the stop signals blocked from its first
+  // instruction, whatever the caller's mask (a program may embed the server
+  // without block_stop_signals()): a thread inherits its creator's mask, so
+  // block them here while starting it, and restore the caller's mask after.
+  struct MaskGuard {
+    sigset_t previous;
+    explicit MaskGuard(const sigset_t& block) {
+      ::pthread_sigmask(SIG_BLOCK, &block, &previous);
+    }
+    ~MaskGuard() { ::pthread_sigmask(SIG_SETMASK, &previous, nullptr); }
+  };
+  std::thread signal_thread;
+  {
+    MaskGuard blocked(set);
+    signal_thread = std::thread([&] {
+      int signal_number = 0;
+      ::sigwait(&set, &signal_number);
+      server.stop();
+    });
+  }
+  // run() also returns when the listener breaks or stop() is called: release
+  // the signal thread with a SIGTERM directed at it alone (pthread_kill). It
+  // has the signal blocked, so the signal can only end its sigwait, and if
+  // the thread has already taken a signal, it stays pending on that thread
+  // and vanishes with it. A SIGTERM to the whole process (kill) could
+  // instead land in any thread that does not block it and kill the process.
+  // Waking sigwait this way costs nothing while the server runs, unlike a
+  // sigtimedwait loop polling a flag.
   struct Release {
     std::thread& thread;
     ~Release() {
-      ::kill(::getpid(), SIGTERM);
+      ::pthread_kill(thread.native_handle(), SIGTERM);
       thread.join();
     }
   } release{signal_thread};

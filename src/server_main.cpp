@@ -1,14 +1,22 @@
 // metrics-server [HOST] [PORT] [options]: serves the metrics protocol over
 // one in-memory Storage until SIGINT or SIGTERM; with --data-file, every put
 // is also logged to a file that is replayed at the next start (wal.hpp).
+//
+// Exit status: 0 after a stop signal, --help or --version; 1 a failure to
+// start (bind, a damaged data file, ...); 2 a usage error (an unknown option
+// or a value out of its range, reported in one line on stderr).
 #include <signal.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 
+#include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
 #include "metrics/service.hpp"
 #include "metrics/storage.hpp"
@@ -38,6 +46,83 @@ constexpr bool kSmallSessionStacks = true;
 #else
 constexpr bool kSmallSessionStacks = true;
 #endif
+
+constexpr int kExitUsage = 2;
+
+// The ranges of the numeric options. Each bound keeps the value meaningful
+// and every computation on it in range; they are spelled out in --help.
+constexpr uint64_t kMaxPort = 65535;
+// A request line of at most this many bytes cannot carry a key longer than
+// the data file can replay, so no put the log cannot read back is answered ok.
+constexpr uint64_t kMaxLineBytesLimit = metrics::kMaxLogKeyBytes;
+// Each connection is a thread and a descriptor; a million is past what any
+// Linux default (kernel.threads-max, fs.nr_open) allows anyway.
+constexpr uint64_t kMaxConnectionsLimit = 1000000;
+// About 11.6 days. Shorter than a millisecond would be a zero timeval, which
+// SO_RCVTIMEO reads as no timeout at all.
+constexpr double kMinIdleSeconds = 0.001;
+constexpr double kMaxIdleSeconds = 1000000;
+// 1 TiB: larger only postpones compaction past any file this server writes.
+constexpr uint64_t kMaxCompactMinBytes = uint64_t{1} << 40;
+
+// A whole number from `min` to `max`, in decimal digits only. CLI11's own
+// conversion (strtoull, base 0) would take "-5" for 2^64 - 5 and "010" for
+// 8, so the text is checked here and rewritten in canonical decimal before
+// CLI11 converts it. Use with Option::transform, which keeps the rewrite.
+CLI::Validator whole_number(uint64_t min, uint64_t max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        const std::string range = std::to_string(min) + " to " + std::to_string(max);
+        uint64_t value = 0;
+        bool ok = !text.empty();
+        for (char c : text) {
+          if (c < '0' || c > '9') {
+            ok = false;
+            break;
+          }
+          const uint64_t digit = static_cast<uint64_t>(c - '0');
+          if (digit > max || value > (max - digit) / 10) {  // value * 10 + digit > max
+            return "'" + text + "' is out of range: " + range;
+          }
+          value = value * 10 + digit;
+        }
+        if (!ok) return "'" + text + "' is not a whole number from " + range;
+        if (value < min) return "'" + text + "' is out of range: " + range;
+        text = std::to_string(value);
+        return {};
+      },
+      "");
+}
+
+// The idle timeout: 0 (never) or a decimal number of seconds from
+// kMinIdleSeconds to kMaxIdleSeconds. Not CLI::NonNegativeNumber: that takes
+// "inf" and "1e10" (which overflows the session's clock arithmetic) and its
+// message spells out DBL_MAX in 300 digits.
+CLI::Validator idle_seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double seconds = 0;
+        if (!metrics::parse_value(text, &seconds) || !std::isfinite(seconds) ||
+            (seconds != 0 && !(seconds >= kMinIdleSeconds && seconds <= kMaxIdleSeconds))) {
+          return "'" + text + "' is not 0 (never) or a number of seconds from 0.001 to 1000000";
+        }
+        char canonical[64];
+        std::snprintf(canonical, sizeof canonical, "%.17g", seconds == 0 ? 0.0 : seconds);
+        text = canonical;
+        return {};
+      },
+      "");
+}
+
+// Text that must not be empty (an empty --data-file would silently mean
+// "memory only", an empty host cannot be listened on).
+CLI::Validator non_empty() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return text.empty() ? std::string("must not be empty") : std::string();
+      },
+      "");
+}
 
 void log_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
@@ -70,25 +155,32 @@ int main(int argc, char** argv) {
   std::string fsync_policy = "everysec";
   CLI::App app{"metrics-server: stores metrics sent with put and answers get, over TCP."};
   app.add_option("host", options.host, "Address to listen on: a name, IPv4 or IPv6 literal")
-      ->capture_default_str();
-  app.add_option("port", options.port, "TCP port; 0 picks a free one")->capture_default_str();
+      ->capture_default_str()
+      ->check(non_empty());
+  app.add_option("port", options.port, "TCP port, 0 to 65535; 0 picks a free one")
+      ->capture_default_str()
+      ->transform(whole_number(0, kMaxPort));
   app.add_option("--max-line-bytes", options.max_line_bytes,
-                 "Longest request line accepted; a longer one is answered 'wrong command'")
+                 "Longest request line accepted, 1 to 1073741824 (1 GiB, the longest key the "
+                 "data file can hold); a longer one is answered 'wrong command'")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(whole_number(1, kMaxLineBytesLimit));
   app.add_option("--max-connections", options.max_connections,
-                 "Connections served at once; more are answered 'too many connections'")
+                 "Connections served at once, 1 to 1000000; more are answered 'too many "
+                 "connections'")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->transform(whole_number(1, kMaxConnectionsLimit));
   app.add_option("--idle-timeout", options.idle_timeout_seconds,
-                 "Close a session that completes no request for this many seconds; 0 = never")
+                 "Close a session that completes no request for this many seconds, 0.001 to "
+                 "1000000; 0 = never")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->transform(idle_seconds());
   app.add_flag("-q,--quiet", options.quiet,
                "Log nothing but the 'listening on' line and fatal errors");
   app.add_option("--data-file", wal_options.path,
                  "Log every put to this file and replay it at start; without it, metrics live "
-                 "in memory only");
+                 "in memory only")
+      ->check(non_empty());
   app.add_option("--fsync", fsync_policy,
                  "When the log is synced to disk: always (before each ok), everysec, or no")
       ->capture_default_str()
@@ -97,11 +189,21 @@ int main(int argc, char** argv) {
                "Start even if the data file is damaged in the middle: drop the damaged bytes, "
                "keep every valid record, and rewrite the file");
   app.add_option("--compact-min-bytes", wal_options.compact_min_bytes,
-                 "Rewrite the log compactly once it is this large and holds more than twice "
-                 "the live samples")
-      ->capture_default_str();
+                 "Rewrite the log compactly once it is this large, 0 to 1099511627776 (1 TiB), "
+                 "and holds more than twice the live samples")
+      ->capture_default_str()
+      ->transform(whole_number(0, kMaxCompactMinBytes));
   app.set_version_flag("--version", std::string("metrics-server ") + metrics::kVersion);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    // One line and exit status 2, like metrics-cli, instead of CLI11's
+    // per-error codes (104, 105, 109, ...) and its "Run with --help" line.
+    std::fprintf(stderr, "metrics-server: %s (see --help)\n", e.what());
+    return kExitUsage;
+  }
 
   // Before any thread starts (the log's threads included): SIGINT and SIGTERM
   // are then taken by run_until_stop_signal's thread alone.
@@ -109,6 +211,12 @@ int main(int argc, char** argv) {
   // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
   // the log handles like a full disk, instead of killing the server.
   ::signal(SIGXFSZ, SIG_IGN);
+  // SIGHUP (a closed terminal, or an operator's habit of "reload") and the
+  // user signals mean nothing to this server: ignored, as Redis ignores
+  // SIGHUP, rather than killing it with its default action.
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGUSR1, SIG_IGN);
+  ::signal(SIGUSR2, SIG_IGN);
 
   try {
     if (kSmallSessionStacks) metrics::set_default_thread_stack_size(kSessionStackBytes);

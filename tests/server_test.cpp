@@ -7,11 +7,14 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <exception>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,8 +24,10 @@
 #include "metrics/protocol.hpp"
 #include "metrics/service.hpp"
 #include "metrics/storage.hpp"
+#include "metrics/wal.hpp"
 #include "test_util.hpp"
 
+using metrics::ServerOptions;
 using metrics::test::ChildProcess;
 using metrics::test::ProcessResult;
 using metrics::test::RawConnection;
@@ -459,6 +464,137 @@ TEST_CASE("a server on the IPv6 loopback serves the protocol", "[server][e2e][ip
   runner.join();
 }
 
+TEST_CASE("with a connection limit of 1 strictly sequential clients are all served",
+          "[server][e2e][limits]") {
+  // A client that has read its answer and closed has ended its session, so the
+  // next connection must find its slot free, however late the accept loop
+  // gets round to joining the old session's thread.
+  ServerOptions options;
+  options.max_connections = 1;
+  TestServer server(options);
+  constexpr int kRounds = 2000;
+  int refused = 0;
+  std::string first_refusal;
+  for (int i = 0; i < kRounds; ++i) {
+    RawConnection c(server.port());
+    c.send("put seq 1 " + std::to_string(i) + "\n");
+    std::string answer = c.read_answers();
+    if (answer != "ok\n\n") {
+      if (refused == 0) first_refusal = "round " + std::to_string(i) + ": " + answer;
+      ++refused;
+    }
+  }
+  INFO(first_refusal);
+  CHECK(refused == 0);
+  CHECK(server.server().refused_count() == 0);
+  // Every acknowledged put is stored: "ok\n", one line per sample, "\n".
+  RawConnection check(server.port());
+  std::string all = ask(check, "get seq\n");
+  CHECK(std::count(all.begin(), all.end(), '\n') == kRounds - refused + 2);
+}
+
+TEST_CASE("with a connection limit of 1 a second concurrent connection is refused",
+          "[server][e2e][limits]") {
+  ServerOptions options;
+  options.max_connections = GENERATE(1, 2);
+  CAPTURE(options.max_connections);
+  TestServer server(options);
+  // Connections held open, each with one answered request: exactly the limit
+  // are served, and every one past it is refused, however many there are.
+  std::vector<std::unique_ptr<RawConnection>> open;
+  for (std::size_t i = 0; i < options.max_connections; ++i) {
+    open.push_back(std::make_unique<RawConnection>(server.port()));
+    CHECK(ask(*open.back(), "put held 1 " + std::to_string(i) + "\n") == "ok\n\n");
+  }
+  for (int i = 0; i < 3; ++i) {
+    RawConnection extra(server.port());
+    extra.send("put extra 1 1\n");
+    CHECK(extra.read_until_close() == "error\ntoo many connections\n\n");
+  }
+  CHECK(server.server().refused_count() == 3);
+  CHECK(server.server().session_count() == options.max_connections);
+  for (auto& c : open) CHECK(ask(*c, "get held\n").rfind("ok\nheld 1.0 0\n", 0) == 0);
+
+  // Closing one frees exactly one slot.
+  open.pop_back();
+  REQUIRE(wait_until(
+      [&] { return server.server().session_count() == options.max_connections - 1; }));
+  RawConnection next(server.port());
+  CHECK(ask(next, "put next 1 1\n") == "ok\n\n");
+  RawConnection over(server.port());
+  CHECK(over.read_until_close() == "error\ntoo many connections\n\n");
+}
+
+// ---------------------------------------------------------------------------
+// run_until_stop_signal in a program that does not block the stop signals
+
+namespace {
+
+// Waits (at most kDeadline) for the child `pid` to end and returns its
+// waitpid status; kills it by PID and fails if it does not end in time.
+int wait_child(pid_t pid) {
+  int status = 0;
+  bool ended = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("the child process did not end within the deadline");
+  }
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("run_until_stop_signal ended by stop() sends no signal to an embedding process",
+          "[server][signals]") {
+  // A program that embeds the server without block_stop_signals() keeps
+  // SIGTERM's default action in its main thread: any SIGTERM to the process
+  // kills it. run_until_stop_signal must release its signal thread without
+  // one. Run in a child, so that such a signal kills the child, not the
+  // test run.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      ::signal(SIGTERM, SIG_DFL);  // Catch2 installs a handler for it
+      ::signal(SIGINT, SIG_DFL);
+      sigset_t stop_signals;
+      sigemptyset(&stop_signals);
+      sigaddset(&stop_signals, SIGTERM);
+      sigaddset(&stop_signals, SIGINT);
+      ::pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+      metrics::Storage storage;
+      metrics::MetricsService service(storage);
+      ServerOptions options;
+      options.port = 0;
+      options.quiet = true;
+      metrics::Server server(options, service);
+      server.listen();
+      // Stops the server once it has served a request, so run() is running.
+      std::thread stopper([&] {
+        try {
+          RawConnection c(server.port());
+          if (ask(c, "put embedded 1 1\n") != "ok\n\n") code = 3;
+        } catch (...) {
+          code = 4;
+        }
+        server.stop();
+      });
+      metrics::run_until_stop_signal(server);
+      stopper.join();
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  int status = wait_child(pid);
+  INFO("child status " << status << (WIFSIGNALED(status) ? " (killed by a signal)" : ""));
+  CHECK(WIFEXITED(status));
+  CHECK((WIFSIGNALED(status) ? WTERMSIG(status) : 0) == 0);
+  CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : -1) == 0);
+}
+
 // ---------------------------------------------------------------------------
 // The metrics-server program
 
@@ -525,6 +661,129 @@ TEST_CASE("metrics-server rejects a bad option with a non-zero exit", "[server][
   CHECK_FALSE(result.err.empty());
 }
 
+TEST_CASE("metrics-server refuses an out-of-range or malformed option value with exit 2",
+          "[server][binary][options]") {
+  const std::string max_line = std::to_string(metrics::kMaxLogKeyBytes);
+  // Each: the arguments after the host and port, and what the one-line
+  // message must name.
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"--max-line-bytes", "-5"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "0"}, "--max-line-bytes"},
+      {{"--max-line-bytes", std::to_string(metrics::kMaxLogKeyBytes + 1ull)}, max_line},
+      {{"--max-line-bytes", "1100000000"}, max_line},
+      {{"--max-line-bytes", "18446744073709551617"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "1.5"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "inf"}, "--max-line-bytes"},
+      {{"--max-line-bytes", "abc"}, "--max-line-bytes"},
+      {{"--max-connections", "-1"}, "--max-connections"},
+      {{"--max-connections", "0"}, "--max-connections"},
+      {{"--max-connections", "1000001"}, "1000000"},
+      {{"--max-connections", "18446744073709551616"}, "--max-connections"},
+      {{"--max-connections", "nan"}, "--max-connections"},
+      {{"--max-connections", "0x10"}, "--max-connections"},
+      {{"--idle-timeout", "-1"}, "--idle-timeout"},
+      {{"--idle-timeout", "-0.5"}, "--idle-timeout"},
+      {{"--idle-timeout", "0.0001"}, "0.001"},
+      {{"--idle-timeout", "1000000.5"}, "1000000"},
+      {{"--idle-timeout", "1e10"}, "--idle-timeout"},
+      {{"--idle-timeout", "1e400"}, "--idle-timeout"},
+      {{"--idle-timeout", "inf"}, "--idle-timeout"},
+      {{"--idle-timeout", "-inf"}, "--idle-timeout"},
+      {{"--idle-timeout", "nan"}, "--idle-timeout"},
+      {{"--idle-timeout", "abc"}, "--idle-timeout"},
+      {{"--idle-timeout"}, "--idle-timeout"},
+      {{"--compact-min-bytes", "-5"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "1099511627777"}, "1099511627776"},
+      {{"--compact-min-bytes", "18446744073709551616"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "1e3"}, "--compact-min-bytes"},
+      {{"--compact-min-bytes", "abc"}, "--compact-min-bytes"},
+      {{"--fsync", "sometimes"}, "--fsync"},
+      {{"--data-file", ""}, "--data-file"},
+      {{"--bogus"}, "--bogus"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    CAPTURE(c.args);
+    ProcessResult result = metrics::test::run_process(argv);
+    CAPTURE(result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find(c.names) != std::string::npos);
+    // One line, without CLI11's 300-digit DBL_MAX.
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    CHECK(result.err.find("179769") == std::string::npos);
+    CHECK(result.err.find("listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
+          "[server][binary][options]") {
+  const std::vector<std::vector<std::string>> cases = {
+      {"127.0.0.1", "-1"},    {"127.0.0.1", "65536"}, {"127.0.0.1", "70000"},
+      {"127.0.0.1", "1e3"},   {"127.0.0.1", "abc"},   {"127.0.0.1", "18446744073709551616"},
+      {"127.0.0.1", "0x50"},  {"", "0"},
+  };
+  for (const auto& args : cases) {
+    std::vector<std::string> argv = {metrics::test::server_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CAPTURE(args);
+    ProcessResult result = metrics::test::run_process(argv);
+    CAPTURE(result.err);
+    CHECK(result.exit_code == 2);
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    CHECK(result.err.find("listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("metrics-server accepts every option at both ends of its range",
+          "[server][binary][options]") {
+  metrics::test::TempDir dir;
+  SECTION("the largest values") {
+    ServerProcess server({"127.0.0.1", "0", "--max-line-bytes",
+                          std::to_string(metrics::kMaxLogKeyBytes), "--max-connections", "1000000",
+                          "--idle-timeout", "1000000", "--compact-min-bytes", "1099511627776",
+                          "--data-file", dir.file("data.log"), "--fsync", "always"});
+    RawConnection c(server.port);
+    // The longest idle timeout does not close a session early.
+    CHECK(ask(c, "put big 1 1\n") == "ok\n\n");
+    CHECK(ask(c, "get big\n") == "ok\nbig 1.0 1\n\n");
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("the smallest values") {
+    ServerProcess server({"127.0.0.1", "0", "--max-line-bytes", "1", "--max-connections", "1",
+                          "--idle-timeout", "0", "--compact-min-bytes", "0", "--data-file",
+                          dir.file("data.log"), "--fsync", "no"});
+    RawConnection c(server.port);
+    CHECK(ask(c, "get *\n") == kWrongCommand);
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("the shortest idle timeout") {
+    ServerProcess server({"127.0.0.1", "0", "--idle-timeout", "0.001"});
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+  SECTION("numbers with leading zeros, which are decimal") {
+    ServerProcess server({"127.0.0.1", "00", "--max-line-bytes", "0016", "--quiet"});
+    RawConnection c(server.port);
+    // 15 bytes: within a limit of 16, over one of 14 (0016 read as octal).
+    CHECK(ask(c, "get 0123456789a\n") == "ok\n\n");
+    CHECK(server.process.stop(SIGTERM).exit_code == 0);
+  }
+}
+
+TEST_CASE("metrics-server --help gives each option's range", "[server][binary][options]") {
+  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  CHECK(help.exit_code == 0);
+  for (const char* range : {"0 to 65535", "1 to 1073741824", "1 to 1000000", "0.001 to 1000000",
+                            "0 to 1099511627776"}) {
+    CAPTURE(range);
+    CHECK(help.out.find(range) != std::string::npos);
+  }
+}
+
 TEST_CASE("metrics-server exits 0 on SIGTERM or SIGINT with an idle client connected",
           "[server][binary]") {
   int sig = GENERATE(SIGTERM, SIGINT);
@@ -538,4 +797,20 @@ TEST_CASE("metrics-server exits 0 on SIGTERM or SIGINT with an idle client conne
   CHECK(result.exit_code == 0);
   // The server ended the session on its way out.
   CHECK(idle.read_until_close().empty());
+}
+
+TEST_CASE("metrics-server keeps serving through SIGHUP and the user signals and exits 0 on SIGTERM",
+          "[server][binary][signals]") {
+  ServerProcess server({"127.0.0.1", "0"});
+  RawConnection before(server.port);
+  CHECK(ask(before, "put hup 1 1\n") == "ok\n\n");
+  for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) REQUIRE(::kill(server.process.pid(), sig) == 0);
+  // A fresh connection after the signals: the server is still serving, and
+  // the session opened before them is untouched.
+  RawConnection after(server.port);
+  CHECK(ask(after, "put hup 2 2\n") == "ok\n\n");
+  CHECK(ask(before, "get hup\n") == "ok\nhup 1.0 1\nhup 2.0 2\n\n");
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
 }

@@ -154,7 +154,9 @@ class Server {
   // Asks run() to finish. Async-signal-safe and idempotent.
   void stop();
 
-  // Sessions open now.
+  // Sessions open now: started and not yet ended. A session ends when its
+  // client has gone (or the server stops); from then on it no longer counts
+  // against max_connections, even before run() has joined its thread.
   std::size_t session_count() const;
   // Connections refused so far because the connection limit was reached or a
   // session thread could not be started.
@@ -165,12 +167,22 @@ class Server {
     Fd fd;
     std::string peer;
     std::thread thread;
+    bool done = false;  // guarded by mu_: serve() has finished
   };
 
   // Logs one line unless options_.quiet (and `always` is false).
   void log(std::string_view line, bool always = false) const;
   void accept_ready();
   void start_session(Fd fd, std::string peer);
+  // Counts a new session in if the limit allows; sets `open` to the sessions
+  // open before it and, if admitted, `id` to the new session's.
+  bool admit(uint64_t* id, std::size_t* open);
+  // Whether the client of some open session has closed or reset its
+  // connection (so that session is about to end).
+  bool some_client_gone() const;
+  // Waits (at most 1 s, or until stop()) for sessions to end, reaping them,
+  // and admits as admit() does as soon as there is room.
+  bool wait_to_admit(uint64_t* id, std::size_t* open);
   void serve(Session* session, uint64_t id);
   void finish(uint64_t id);
   // Joins and closes the sessions that have ended; returns how many.
@@ -196,6 +208,8 @@ class Server {
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;  // guarded by mu_
   std::vector<uint64_t> finished_;                                    // guarded by mu_
   uint64_t next_id_ = 0;                                              // guarded by mu_
+  // Sessions whose serve() has not finished: what max_connections limits.
+  std::size_t live_ = 0;  // guarded by mu_
 };
 
 // The signals of a server program. block_stop_signals() ignores SIGPIPE and
@@ -203,7 +217,12 @@ class Server {
 // starts afterwards: call it first in main(), before any thread exists, so
 // that no thread is ever interrupted by them. run_until_stop_signal() then
 // runs server.run() while one thread waits for SIGINT or SIGTERM (sigwait)
-// and calls server.stop(); it returns when run() does, its thread joined.
+// and calls server.stop(); it returns when run() does (after a stop signal,
+// a server.stop() from another thread, or a broken listener), its thread
+// joined. It sends no signal to the process: in a program that did not call
+// block_stop_signals(), a SIGTERM from outside may still reach a thread that
+// does not block it and take its default action, but its own wake-up of the
+// signal thread cannot.
 void block_stop_signals();
 void run_until_stop_signal(Server& server);
 
