@@ -1,6 +1,7 @@
 // Tests of metrics-cli run as a process (PROTOCOL.md, "The command-line
 // tool"), against an in-process TestServer or a scripted FakeServer.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@ using metrics::test::FakeServer;
 using metrics::test::ProcessResult;
 using metrics::test::RefusedPort;
 using metrics::test::reply;
+using metrics::test::SlowHandshakeListener;
 using metrics::test::TestServer;
 
 namespace {
@@ -168,6 +170,34 @@ TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "
   ProcessResult r = cli_at(silent.port(), {"--timeout", "0.2", "get", "k"});
   check_failure(r, kExitFailure);
   CHECK_THAT(r.err, Contains("timed out"));
+}
+
+// A handshake across a real network takes a round trip that a loopback one
+// does not; the slow listener makes it take a SYN retransmit (about 1 s).
+TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli]") {
+  std::vector<std::string> args = GENERATE(as<std::vector<std::string>>(),
+                                           std::vector<std::string>{},  // the default
+                                           std::vector<std::string>{"--timeout", "5"});
+  CAPTURE(args);
+  SlowHandshakeListener listener;
+  listener.serve_after_a_dropped_syn("ok\n\n");
+  args.insert(args.end(), {"put", "k", "1", "1"});
+  ProcessResult r = cli_at(listener.port(), args);
+  check_success(r);
+  SlowHandshakeListener::Outcome outcome = listener.finish();
+  CHECK(outcome.syn_dropped);
+  CHECK(outcome.request == "put k 1.0 1\n");
+}
+
+TEST_CASE("metrics-cli --timeout bounds a connect that gets no handshake", "[cli]") {
+  SlowHandshakeListener listener;  // its accept queue stays full
+  auto start = std::chrono::steady_clock::now();
+  ProcessResult r = cli_at(listener.port(), {"--timeout", "0.3", "put", "k", "1"});
+  check_failure(r, kExitFailure);
+  CHECK(r.err == "metrics-cli: connect 127.0.0.1:" + std::to_string(listener.port()) +
+                     ": timed out after 0.3s\n");
+  // Not before the timeout ran out (an upper bound would depend on the load).
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
 }
 
 TEST_CASE("metrics-cli accepts a huge --timeout", "[cli]") {
