@@ -177,6 +177,7 @@ TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "
 TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli]") {
   std::vector<std::string> args = GENERATE(as<std::vector<std::string>>(),
                                            std::vector<std::string>{},  // the default
+                                           std::vector<std::string>{"--timeout", "0"},
                                            std::vector<std::string>{"--timeout", "5"});
   CAPTURE(args);
   SlowHandshakeListener listener;
@@ -198,6 +199,26 @@ TEST_CASE("metrics-cli --timeout bounds a connect that gets no handshake", "[cli
                      ": timed out after 0.3s\n");
   // Not before the timeout ran out (an upper bound would depend on the load).
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
+}
+
+// A tool for cron jobs must not hang on a port where something else
+// listens and never answers: with no --timeout it waits 10 s per step.
+TEST_CASE("metrics-cli without --timeout gives up on a server that never answers", "[cli]") {
+  FakeServer silent;
+  ProcessResult r = metrics::test::run_process(
+      {metrics::test::cli_binary(), "--port", std::to_string(silent.port()), "put", "a", "1"},
+      kNoEnvironment, std::chrono::seconds(30));
+  check_failure(r, kExitFailure);
+  CHECK(r.err == "metrics-cli: receive from 127.0.0.1:" + std::to_string(silent.port()) +
+                     ": timed out after 10s\n");
+}
+
+TEST_CASE("metrics-cli --timeout 0 means no limit", "[cli]") {
+  TestServer server;
+  check_success(cli_at(server.port(), {"--timeout", "0", "put", "k", "1", "1"}));
+  ProcessResult get = cli_at(server.port(), {"get", "k", "--timeout", "0"});
+  check_success(get);
+  CHECK(get.out == "k 1.0 1\n");
 }
 
 TEST_CASE("metrics-cli accepts a huge --timeout", "[cli]") {
@@ -272,7 +293,9 @@ TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
                std::vector<std::string>{"get", ""},                      // empty key
                std::vector<std::string>{"fetch", "k"},                   // unknown subcommand
                std::vector<std::string>{"put", "k", "1", "2", "3"},      // extra argument
-               std::vector<std::string>{"--timeout", "0", "get", "k"},   // timeout not positive
+               std::vector<std::string>{"--timeout", "-1", "get", "k"},  // timeout negative
+               std::vector<std::string>{"--timeout", "-0.5", "get", "k"},  // timeout negative
+               std::vector<std::string>{"--timeout", "", "get", "k"},    // timeout empty
                std::vector<std::string>{"--timeout", "abc", "get", "k"}  // timeout not a number
       );
   std::string shown;
@@ -315,6 +338,8 @@ TEST_CASE("metrics-cli --help and --version exit 0", "[cli]") {
   ProcessResult help = cli({"--help"});
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.out, Contains("put") && Contains("get") && Contains("--timeout"));
+  // The default timeout and the way to lift it are in the help.
+  CHECK_THAT(help.out, Contains("=10") && Contains("0 for no limit"));
   ProcessResult version = cli({"--version"});
   CHECK(version.exit_code == 0);
   CHECK_THAT(version.out, StartsWith("metrics-cli "));

@@ -7,6 +7,10 @@
 // Exit status: 0 success; 1 the server answered an error, the answer was
 // malformed, or the connection failed or timed out; 2 a usage error (nothing
 // is sent then). Failures print one line on stderr.
+//
+// Each connect, send and receive waits at most 10 s unless --timeout says
+// otherwise (--timeout 0: no limit): a tool run from cron must not hang on a
+// port where something else listens and never answers.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -23,10 +27,19 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
+// The wait for each connect, send and receive when --timeout is not given.
+constexpr double kDefaultTimeoutSeconds = 10;
+
 struct ConnectionOptions {
   std::string host = "127.0.0.1";
   int port = 8888;
-  std::optional<double> timeout;
+  double timeout_seconds = kDefaultTimeoutSeconds;  // 0: no limit
+
+  // The Client's timeout: none for 0.
+  std::optional<double> timeout() const {
+    if (timeout_seconds > 0) return timeout_seconds;
+    return std::nullopt;
+  }
 };
 
 struct PutOptions {
@@ -53,19 +66,21 @@ void setup_connection(CLI::App& app, ConnectionOptions& options) {
   app.add_option("--port", options.port, "Server TCP port [env METRICS_PORT]")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
-  // Not CLI::PositiveNumber: its message spells out DBL_MAX in 300 digits.
-  const CLI::Validator positive_seconds(
+  // Not CLI::NonNegativeNumber: its message spells out DBL_MAX in 300 digits.
+  const CLI::Validator seconds_or_zero(
       [](std::string& text) -> std::string {
         double seconds = 0;
-        if (!metrics::parse_value(text, &seconds) || !(seconds > 0)) {
-          return "'" + text + "' is not a positive number of seconds";
+        if (!metrics::parse_value(text, &seconds) || !(seconds >= 0)) {
+          return "'" + text + "' is not a number of seconds (0 or more)";
         }
         return {};
       },
       "SECONDS");
-  app.add_option("--timeout", options.timeout,
-                 "Seconds (fractions allowed) to wait for each connect, send and receive")
-      ->check(positive_seconds);
+  app.add_option("--timeout", options.timeout_seconds,
+                 "Seconds (fractions allowed) to wait for each connect, send and receive; "
+                 "0 for no limit")
+      ->default_str("10")
+      ->check(seconds_or_zero);
 }
 
 // METRICS_PORT applies only when --port is not given, so a bad value in the
@@ -111,7 +126,8 @@ int run_put(const ConnectionOptions& connection, const PutOptions& options) {
     }
     timestamp = ts;
   }
-  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port),
+                         connection.timeout());
   client.put(options.key, value, timestamp);
   return 0;
 }
@@ -120,7 +136,8 @@ int run_get(const ConnectionOptions& connection, const GetOptions& options) {
   if (std::string why = metrics::check_get_key(options.key); !why.empty()) {
     throw UsageError{"invalid key '" + options.key + "': " + why};
   }
-  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port),
+                         connection.timeout());
   std::string text;
   for (const metrics::Series& series : client.get_series(options.key)) {
     for (const metrics::Sample& sample : series.samples) {
