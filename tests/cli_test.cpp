@@ -293,6 +293,7 @@ TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
                std::vector<std::string>{"get", ""},                      // empty key
                std::vector<std::string>{"fetch", "k"},                   // unknown subcommand
                std::vector<std::string>{"put", "k", "1", "2", "3"},      // extra argument
+               std::vector<std::string>{"put", "k", "1", ""},            // empty timestamp
                std::vector<std::string>{"--timeout", "-1", "get", "k"},  // timeout negative
                std::vector<std::string>{"--timeout", "-0.5", "get", "k"},  // timeout negative
                std::vector<std::string>{"--timeout", "", "get", "k"},    // timeout empty
@@ -326,6 +327,7 @@ TEST_CASE("metrics-cli opens no connection on a usage error", "[cli]") {
   check_failure(cli_at(fake.port(), {"put", "k", "abc"}), kExitUsage);
   check_failure(cli_at(fake.port(), {"put", "a b", "1"}), kExitUsage);
   check_failure(cli_at(fake.port(), {"get", ""}), kExitUsage);
+  check_failure(cli_at(fake.port(), {"put", "k", "1", ""}), kExitUsage);
   // The fake server accepts connections in the order they were made, so
   // once it has answered this one, any earlier one would have been counted.
   ProcessResult marker = cli_at(fake.port(), {"--timeout", "5", "get", "marker"});

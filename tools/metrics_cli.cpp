@@ -45,7 +45,10 @@ struct ConnectionOptions {
 struct PutOptions {
   std::string key;
   std::string value;
-  std::string timestamp;  // empty: now
+  std::string timestamp;
+  // Whether TIMESTAMP was given: only leaving it out means now; an empty
+  // argument (an unset shell variable, say) is a usage error.
+  bool timestamp_given = false;
 };
 
 struct GetOptions {
@@ -99,7 +102,7 @@ CLI::App* setup_put(CLI::App& app, PutOptions& options) {
   CLI::App* put = app.add_subcommand("put", "Store VALUE for KEY at TIMESTAMP (default: now)");
   put->add_option("key", options.key, "Metric name, e.g. palm.cpu")->required();
   put->add_option("value", options.value, "A finite decimal number, e.g. 10.5 or -2e3")->required();
-  put->add_option("timestamp", options.timestamp, "Unix time in whole seconds");
+  put->add_option("timestamp", options.timestamp, "Unix time in whole seconds (default: now)");
   return put;
 }
 
@@ -118,7 +121,7 @@ int run_put(const ConnectionOptions& connection, const PutOptions& options) {
     throw UsageError{"invalid value '" + options.value + "': not a finite decimal number"};
   }
   std::optional<int64_t> timestamp;
-  if (!options.timestamp.empty()) {
+  if (options.timestamp_given) {
     int64_t ts = 0;
     if (!metrics::parse_timestamp(options.timestamp, &ts)) {
       throw UsageError{"invalid timestamp '" + options.timestamp +
@@ -178,7 +181,10 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     if (app.get_option("--port")->count() == 0) read_port_from_environment(connection);
-    if (put->parsed()) return run_put(connection, put_options);
+    if (put->parsed()) {
+      put_options.timestamp_given = put->get_option("timestamp")->count() > 0;
+      return run_put(connection, put_options);
+    }
     if (get->parsed()) return run_get(connection, get_options);
     return kExitUsage;  // require_subcommand(1) makes this unreachable
   } catch (const UsageError& e) {
