@@ -239,6 +239,32 @@ TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli
   CHECK(put.err == "metrics-cli: server error: storage failure\n");
 }
 
+// A reason is one line in the protocol, but a peer may send more; the CLI
+// promises one line on stderr, so line breaks, other control bytes and the
+// backslash that starts an escape come out escaped.
+TEST_CASE("metrics-cli prints a multi-line server reason on one line, escaped", "[cli]") {
+  FakeServer fake({reply("error\nline one\nline two\n\n"), reply("error\nline one\nline two\n\n"),
+                   reply("error\nbell\a tab\t cr\r back\\slash esc\x1b[31m del\x7f\n\n")});
+  ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(get, kExitFailure);
+  CHECK(get.err == "metrics-cli: server error: line one\\nline two\n");
+  ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
+  check_failure(put, kExitFailure);
+  CHECK(put.err == "metrics-cli: server error: line one\\nline two\n");
+  ProcessResult bytes = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(bytes, kExitFailure);
+  CHECK(bytes.err ==
+        "metrics-cli: server error: bell\\x07 tab\\t cr\\r back\\\\slash esc\\x1b[31m "
+        "del\\x7f\n");
+}
+
+TEST_CASE("metrics-cli prints a malformed answer's control bytes escaped", "[cli]") {
+  FakeServer fake({reply("ok\r\n\n")});
+  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(r, kExitFailure);
+  CHECK_THAT(r.err, Contains("malformed answer") && Contains("unknown status 'ok\\r'"));
+}
+
 TEST_CASE("metrics-cli reports a malformed answer with exit 1 and prints no partial output",
           "[cli]") {
   std::string answer = GENERATE(as<std::string>(), "ok\nk 1.0\n\n", "ok\nk 1.0 1\nk bad 2\n\n",
@@ -305,6 +331,29 @@ TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
   ProcessResult r = cli_at(server.port(), args);
   check_failure(r, kExitUsage);
   CHECK(server.storage().key_count() == 0);
+}
+
+// One line on stderr even when the argument at fault holds a line break.
+TEST_CASE("metrics-cli prints a usage error about an argument with a newline on one line",
+          "[cli]") {
+  std::vector<std::string> args =
+      GENERATE(as<std::vector<std::string>>(), std::vector<std::string>{"put", "a\nb", "1"},
+               std::vector<std::string>{"get", "a\nb"},
+               std::vector<std::string>{"put", "k", "1\n2"},
+               std::vector<std::string>{"put", "k", "1", "1\n2"},
+               std::vector<std::string>{"--timeout", "1\n2", "get", "k"},
+               std::vector<std::string>{"--port", "1\n2", "get", "k"},
+               std::vector<std::string>{"put", "k", "1", "2", "3\n4"});  // CLI11's message
+  CAPTURE(args);
+  ProcessResult r = cli(args);
+  check_failure(r, kExitUsage);
+  CHECK_THAT(r.err, Contains("\\n"));
+}
+
+TEST_CASE("metrics-cli prints a bad METRICS_PORT with a newline on one line", "[cli]") {
+  ProcessResult r = cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=1\n2"});
+  check_failure(r, kExitUsage);
+  CHECK(r.err == "metrics-cli: METRICS_PORT '1\\n2' is not a port number (1-65535)\n");
 }
 
 TEST_CASE("metrics-cli exits 2 on a port that is not a port", "[cli]") {

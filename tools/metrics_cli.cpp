@@ -6,7 +6,8 @@
 //
 // Exit status: 0 success; 1 the server answered an error, the answer was
 // malformed, or the connection failed or timed out; 2 a usage error (nothing
-// is sent then). Failures print one line on stderr.
+// is sent then). Failures print one line on stderr, with control bytes and
+// backslashes in it escaped (see one_line()).
 //
 // Each connect, send and receive waits at most 10 s unless --timeout says
 // otherwise (--timeout 0: no limit): a tool run from cron must not hang on a
@@ -17,6 +18,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "metrics/client.hpp"
 #include "metrics/protocol.hpp"
@@ -59,6 +61,42 @@ struct GetOptions {
 struct UsageError {
   std::string message;
 };
+
+// `text` made safe to print as (part of) one line: a backslash becomes "\\",
+// a line feed "\n", a carriage return "\r", a tab "\t", and any other
+// control byte (below 0x20, or 0x7f) "\xHH". Every other byte, UTF-8
+// included, is kept. Messages carry bytes from the server (an error reason,
+// a malformed answer) and from the command line (a key), and a script
+// reading stderr relies on one line per failure.
+std::string one_line(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Prints "metrics-cli: MESSAGE" as one line on stderr.
+void print_error(std::string_view message) {
+  std::fprintf(stderr, "metrics-cli: %s\n", one_line(message).c_str());
+}
 
 void setup_connection(CLI::App& app, ConnectionOptions& options) {
   if (const char* host = std::getenv("METRICS_HOST"); host != nullptr && *host != '\0') {
@@ -150,7 +188,7 @@ int run_get(const ConnectionOptions& connection, const GetOptions& options) {
   // Printed only once the whole answer is in: a failure prints nothing here.
   std::fwrite(text.data(), 1, text.size(), stdout);
   if (std::fflush(stdout) != 0) {
-    std::fprintf(stderr, "metrics-cli: cannot write the output\n");
+    print_error("cannot write the output");
     return kExitFailure;
   }
   return 0;
@@ -177,7 +215,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::Success& e) {
       return app.exit(e);  // --help, --version
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "metrics-cli: %s (see --help)\n", e.what());
+      print_error(std::string(e.what()) + " (see --help)");
       return kExitUsage;
     }
     if (app.get_option("--port")->count() == 0) read_port_from_environment(connection);
@@ -188,10 +226,10 @@ int main(int argc, char** argv) {
     if (get->parsed()) return run_get(connection, get_options);
     return kExitUsage;  // require_subcommand(1) makes this unreachable
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "metrics-cli: %s\n", e.message.c_str());
+    print_error(e.message);
     return kExitUsage;
   } catch (const metrics::ClientError& e) {
-    std::fprintf(stderr, "metrics-cli: %s\n", e.what());
+    print_error(e.what());
     return kExitFailure;
   }
 }
