@@ -8,8 +8,10 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 namespace metrics {
@@ -105,17 +107,25 @@ AddrinfoPtr resolve(const std::string& host, uint16_t port, bool passive) {
 
 using Clock = std::chrono::steady_clock;
 
-// Waits until `fd` is ready for `events` or the timeout passes. Returns 1 when
-// ready, 0 on timeout, -1 on error (errno set). Retries on EINTR with the
-// remaining time.
-int wait_ready(int fd, short events, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
+// Waits until `fd` is ready for `events` or the timeout passes; no timeout
+// waits for as long as it takes. Returns 1 when ready, 0 on timeout, -1 on
+// error (errno set). Retries on EINTR with the remaining time.
+int wait_ready(int fd, short events, Timeout timeout) {
+  // poll() takes an int of milliseconds: a longer timeout is clamped to that,
+  // which also keeps the deadline arithmetic from overflowing.
+  constexpr std::chrono::milliseconds::rep kMaxMs = std::numeric_limits<int>::max();
+  auto limit = std::chrono::milliseconds(std::clamp<std::chrono::milliseconds::rep>(
+      timeout.value_or(std::chrono::milliseconds(0)).count(), 0, kMaxMs));
+  auto deadline = Clock::now() + limit;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - Clock::now());
-    if (left.count() < 0) left = std::chrono::milliseconds(0);
+    int left_ms = -1;  // poll()'s "no limit"
+    if (timeout) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      left_ms =
+          static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(left.count(), 0, kMaxMs));
+    }
     pollfd pfd{fd, events, 0};
-    int rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    int rc = ::poll(&pfd, 1, left_ms);
     if (rc >= 0) return rc;
     if (errno != EINTR) return -1;
   }
@@ -131,9 +141,9 @@ Fd connect_one(const addrinfo* ai, Timeout timeout) {
   if (rc != 0 && errno != EINPROGRESS && errno != EINTR) return Fd();
   if (rc != 0) {
     // A non-blocking connect in progress: wait for writability, then read the
-    // outcome from SO_ERROR.
-    int ready = wait_ready(fd.get(), POLLOUT,
-                           timeout.value_or(std::chrono::milliseconds(-1)));
+    // outcome from SO_ERROR. With no timeout this waits as long as the kernel
+    // keeps retrying the SYN (tcp_syn_retries); it then reports ETIMEDOUT.
+    int ready = wait_ready(fd.get(), POLLOUT, timeout);
     if (ready < 0) return Fd();
     if (ready == 0) {
       errno = ETIMEDOUT;

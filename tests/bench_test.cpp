@@ -126,6 +126,13 @@ TEST_CASE("metrics-bench reports a server it cannot reach and exits 1", "[bench]
   CHECK_THAT(r.err, Contains("connect 127.0.0.1:" + std::to_string(refused.port())));
 }
 
+// The keys it writes stay on the server it was pointed at; the help warns.
+TEST_CASE("metrics-bench --help says it leaves its bench keys on the server", "[bench]") {
+  ProcessResult r = metrics::test::run_process({bench_binary(), "--help"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("bench:N") && Contains("leaves them"));
+}
+
 TEST_CASE("metrics-bench rejects bad options before connecting", "[bench]") {
   RefusedPort refused;
   CHECK(bench(refused.port(), {"--mode", "delete"}).exit_code == kExitUsage);

@@ -1,6 +1,7 @@
 // Tests of metrics-cli run as a process (PROTOCOL.md, "The command-line
 // tool"), against an in-process TestServer or a scripted FakeServer.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@ using metrics::test::FakeServer;
 using metrics::test::ProcessResult;
 using metrics::test::RefusedPort;
 using metrics::test::reply;
+using metrics::test::SlowHandshakeListener;
 using metrics::test::TestServer;
 
 namespace {
@@ -170,6 +172,55 @@ TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "
   CHECK_THAT(r.err, Contains("timed out"));
 }
 
+// A handshake across a real network takes a round trip that a loopback one
+// does not; the slow listener makes it take a SYN retransmit (about 1 s).
+TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli]") {
+  std::vector<std::string> args = GENERATE(as<std::vector<std::string>>(),
+                                           std::vector<std::string>{},  // the default
+                                           std::vector<std::string>{"--timeout", "0"},
+                                           std::vector<std::string>{"--timeout", "5"});
+  CAPTURE(args);
+  SlowHandshakeListener listener;
+  listener.serve_after_a_dropped_syn("ok\n\n");
+  args.insert(args.end(), {"put", "k", "1", "1"});
+  ProcessResult r = cli_at(listener.port(), args);
+  check_success(r);
+  SlowHandshakeListener::Outcome outcome = listener.finish();
+  CHECK(outcome.syn_dropped);
+  CHECK(outcome.request == "put k 1.0 1\n");
+}
+
+TEST_CASE("metrics-cli --timeout bounds a connect that gets no handshake", "[cli]") {
+  SlowHandshakeListener listener;  // its accept queue stays full
+  auto start = std::chrono::steady_clock::now();
+  ProcessResult r = cli_at(listener.port(), {"--timeout", "0.3", "put", "k", "1"});
+  check_failure(r, kExitFailure);
+  CHECK(r.err == "metrics-cli: connect 127.0.0.1:" + std::to_string(listener.port()) +
+                     ": timed out after 0.3s\n");
+  // Not before the timeout ran out (an upper bound would depend on the load).
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
+}
+
+// A tool for cron jobs must not hang on a port where something else
+// listens and never answers: with no --timeout it waits 10 s per step.
+TEST_CASE("metrics-cli without --timeout gives up on a server that never answers", "[cli]") {
+  FakeServer silent;
+  ProcessResult r = metrics::test::run_process(
+      {metrics::test::cli_binary(), "--port", std::to_string(silent.port()), "put", "a", "1"},
+      kNoEnvironment, std::chrono::seconds(30));
+  check_failure(r, kExitFailure);
+  CHECK(r.err == "metrics-cli: receive from 127.0.0.1:" + std::to_string(silent.port()) +
+                     ": timed out after 10s\n");
+}
+
+TEST_CASE("metrics-cli --timeout 0 means no limit", "[cli]") {
+  TestServer server;
+  check_success(cli_at(server.port(), {"--timeout", "0", "put", "k", "1", "1"}));
+  ProcessResult get = cli_at(server.port(), {"get", "k", "--timeout", "0"});
+  check_success(get);
+  CHECK(get.out == "k 1.0 1\n");
+}
+
 TEST_CASE("metrics-cli accepts a huge --timeout", "[cli]") {
   TestServer server;
   check_success(cli_at(server.port(), {"--timeout", "1e300", "put", "k", "1", "1"}));
@@ -186,6 +237,32 @@ TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli
   ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
   check_failure(put, kExitFailure);
   CHECK(put.err == "metrics-cli: server error: storage failure\n");
+}
+
+// A reason is one line in the protocol, but a peer may send more; the CLI
+// promises one line on stderr, so line breaks, other control bytes and the
+// backslash that starts an escape come out escaped.
+TEST_CASE("metrics-cli prints a multi-line server reason on one line, escaped", "[cli]") {
+  FakeServer fake({reply("error\nline one\nline two\n\n"), reply("error\nline one\nline two\n\n"),
+                   reply("error\nbell\a tab\t cr\r back\\slash esc\x1b[31m del\x7f\n\n")});
+  ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(get, kExitFailure);
+  CHECK(get.err == "metrics-cli: server error: line one\\nline two\n");
+  ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
+  check_failure(put, kExitFailure);
+  CHECK(put.err == "metrics-cli: server error: line one\\nline two\n");
+  ProcessResult bytes = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(bytes, kExitFailure);
+  CHECK(bytes.err ==
+        "metrics-cli: server error: bell\\x07 tab\\t cr\\r back\\\\slash esc\\x1b[31m "
+        "del\\x7f\n");
+}
+
+TEST_CASE("metrics-cli prints a malformed answer's control bytes escaped", "[cli]") {
+  FakeServer fake({reply("ok\r\n\n")});
+  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
+  check_failure(r, kExitFailure);
+  CHECK_THAT(r.err, Contains("malformed answer") && Contains("unknown status 'ok\\r'"));
 }
 
 TEST_CASE("metrics-cli reports a malformed answer with exit 1 and prints no partial output",
@@ -242,7 +319,10 @@ TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
                std::vector<std::string>{"get", ""},                      // empty key
                std::vector<std::string>{"fetch", "k"},                   // unknown subcommand
                std::vector<std::string>{"put", "k", "1", "2", "3"},      // extra argument
-               std::vector<std::string>{"--timeout", "0", "get", "k"},   // timeout not positive
+               std::vector<std::string>{"put", "k", "1", ""},            // empty timestamp
+               std::vector<std::string>{"--timeout", "-1", "get", "k"},  // timeout negative
+               std::vector<std::string>{"--timeout", "-0.5", "get", "k"},  // timeout negative
+               std::vector<std::string>{"--timeout", "", "get", "k"},    // timeout empty
                std::vector<std::string>{"--timeout", "abc", "get", "k"}  // timeout not a number
       );
   std::string shown;
@@ -251,6 +331,29 @@ TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
   ProcessResult r = cli_at(server.port(), args);
   check_failure(r, kExitUsage);
   CHECK(server.storage().key_count() == 0);
+}
+
+// One line on stderr even when the argument at fault holds a line break.
+TEST_CASE("metrics-cli prints a usage error about an argument with a newline on one line",
+          "[cli]") {
+  std::vector<std::string> args =
+      GENERATE(as<std::vector<std::string>>(), std::vector<std::string>{"put", "a\nb", "1"},
+               std::vector<std::string>{"get", "a\nb"},
+               std::vector<std::string>{"put", "k", "1\n2"},
+               std::vector<std::string>{"put", "k", "1", "1\n2"},
+               std::vector<std::string>{"--timeout", "1\n2", "get", "k"},
+               std::vector<std::string>{"--port", "1\n2", "get", "k"},
+               std::vector<std::string>{"put", "k", "1", "2", "3\n4"});  // CLI11's message
+  CAPTURE(args);
+  ProcessResult r = cli(args);
+  check_failure(r, kExitUsage);
+  CHECK_THAT(r.err, Contains("\\n"));
+}
+
+TEST_CASE("metrics-cli prints a bad METRICS_PORT with a newline on one line", "[cli]") {
+  ProcessResult r = cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=1\n2"});
+  check_failure(r, kExitUsage);
+  CHECK(r.err == "metrics-cli: METRICS_PORT '1\\n2' is not a port number (1-65535)\n");
 }
 
 TEST_CASE("metrics-cli exits 2 on a port that is not a port", "[cli]") {
@@ -273,6 +376,7 @@ TEST_CASE("metrics-cli opens no connection on a usage error", "[cli]") {
   check_failure(cli_at(fake.port(), {"put", "k", "abc"}), kExitUsage);
   check_failure(cli_at(fake.port(), {"put", "a b", "1"}), kExitUsage);
   check_failure(cli_at(fake.port(), {"get", ""}), kExitUsage);
+  check_failure(cli_at(fake.port(), {"put", "k", "1", ""}), kExitUsage);
   // The fake server accepts connections in the order they were made, so
   // once it has answered this one, any earlier one would have been counted.
   ProcessResult marker = cli_at(fake.port(), {"--timeout", "5", "get", "marker"});
@@ -285,6 +389,8 @@ TEST_CASE("metrics-cli --help and --version exit 0", "[cli]") {
   ProcessResult help = cli({"--help"});
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.out, Contains("put") && Contains("get") && Contains("--timeout"));
+  // The default timeout and the way to lift it are in the help.
+  CHECK_THAT(help.out, Contains("=10") && Contains("0 for no limit"));
   ProcessResult version = cli({"--version"});
   CHECK(version.exit_code == 0);
   CHECK_THAT(version.out, StartsWith("metrics-cli "));

@@ -4,10 +4,12 @@
 #include "metrics/client.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@ using metrics::test::FakeReply;
 using metrics::test::FakeServer;
 using metrics::test::reply;
 using metrics::test::reply_bytewise;
+using metrics::test::SlowHandshakeListener;
 using metrics::test::TestServer;
 
 namespace {
@@ -125,6 +128,34 @@ TEST_CASE("a server that never answers makes the client time out", "[client]") {
   Client client("127.0.0.1", fake.port(), 0.2);
   CHECK_THROWS_WITH(client.get("k"), Contains("receive from") && Contains("timed out"));
   CHECK_THROWS_WITH(client.put("k", 1, 1), Contains("timed out"));
+}
+
+// A handshake across a real network takes a round trip that a loopback one
+// does not; the slow listener makes it take a SYN retransmit. With no
+// timeout the connect must wait for it, as long as the kernel does.
+TEST_CASE("a client without a timeout waits for a handshake that takes a SYN retransmit",
+          "[client]") {
+  SlowHandshakeListener listener;
+  listener.serve_after_a_dropped_syn("ok\n\n");
+  {
+    std::optional<Client> client;
+    REQUIRE_NOTHROW(client.emplace("127.0.0.1", listener.port()));
+    CHECK_NOTHROW(client->put("k", 1.5, 1));
+  }
+  SlowHandshakeListener::Outcome outcome = listener.finish();
+  CHECK(outcome.syn_dropped);
+  CHECK(outcome.request == "put k 1.5 1\n");
+}
+
+TEST_CASE("a client's timeout bounds a connect that gets no handshake", "[client]") {
+  SlowHandshakeListener listener;  // its accept queue stays full
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_MATCHES(
+      Client("127.0.0.1", listener.port(), 0.3), ClientError,
+      Catch::Matchers::Message("connect 127.0.0.1:" + std::to_string(listener.port()) +
+                               ": timed out after 0.3s"));
+  // Not before the timeout ran out (an upper bound would depend on the load).
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
 }
 
 TEST_CASE("a refused connection is a ClientError naming connect", "[client]") {

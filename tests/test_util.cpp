@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -230,6 +232,76 @@ RefusedPort::RefusedPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0
   addr.sin_port = 0;
   if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw_errno("bind");
   port_ = local_port(fd_.get());
+}
+
+uint64_t listen_drop_count() {
+  // The file holds pairs of lines: "TcpExt: Name1 Name2 ..." then
+  // "TcpExt: value1 value2 ...".
+  std::ifstream in("/proc/net/netstat");
+  std::string names, values;
+  while (std::getline(in, names) && std::getline(in, values)) {
+    if (names.rfind("TcpExt:", 0) != 0) continue;
+    std::istringstream name_stream(names), value_stream(values);
+    std::string name, value;
+    uint64_t count = 0;
+    while (name_stream >> name && value_stream >> value) {
+      if (name == "ListenOverflows" || name == "ListenDrops") count += std::stoull(value);
+    }
+    return count;
+  }
+  return 0;
+}
+
+SlowHandshakeListener::SlowHandshakeListener() : listener_(listen_tcp("127.0.0.1", 0, 0)) {
+  port_ = local_port(listener_.get());
+  // Backlog 0 still queues one connection, so this one completes at once and
+  // leaves the queue full.
+  filler_ = connect_tcp("127.0.0.1", port_, kDeadline);
+}
+
+SlowHandshakeListener::~SlowHandshakeListener() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void SlowHandshakeListener::serve_after_a_dropped_syn(std::string answer) {
+  uint64_t before = listen_drop_count();
+  thread_ = std::thread([this, before, answer = std::move(answer)] { serve(before, answer); });
+}
+
+SlowHandshakeListener::Outcome SlowHandshakeListener::finish() {
+  if (thread_.joinable()) thread_.join();
+  return outcome_;
+}
+
+void SlowHandshakeListener::serve(uint64_t drops_before, const std::string& answer) {
+  outcome_.syn_dropped = wait_until([&] { return listen_drop_count() > drops_before; });
+  // Frees the queue even when no drop was seen, so a client still waiting
+  // connects on its next retransmit instead of hanging the test.
+  auto accept_one = [this] {
+    pollfd pfd{listener_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(kDeadline.count())) <= 0) return Fd();
+    return Fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  };
+  Fd filler = accept_one();
+  Fd conn = accept_one();
+  if (!conn) return;
+  outcome_.accepted = true;
+  for (;;) {
+    char chunk[4096];
+    long n = recv_some(conn.get(), chunk, sizeof chunk, kDeadline);
+    if (n <= 0) return;
+    outcome_.request.append(chunk, static_cast<std::size_t>(n));
+    std::size_t nl = outcome_.request.find('\n');
+    if (nl != std::string::npos) {
+      outcome_.request.resize(nl + 1);
+      break;
+    }
+  }
+  if (!send_all(conn.get(), answer, kDeadline)) return;
+  // Closing only after the client did keeps its last read from a reset.
+  char byte;
+  while (recv_some(conn.get(), &byte, 1, kDeadline) > 0) {
+  }
 }
 
 namespace {

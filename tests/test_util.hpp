@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -134,6 +135,53 @@ class RefusedPort {
  private:
   Fd fd_;
   uint16_t port_ = 0;
+};
+
+// The kernel's count of SYNs dropped by listening sockets (TcpExt
+// ListenOverflows plus ListenDrops in /proc/net/netstat); 0 if unreadable.
+// It counts for the whole network namespace, so only a rise matters.
+uint64_t listen_drop_count();
+
+// A loopback listener whose handshakes take a SYN retransmit (about 1 s), the
+// way a handshake across a real network takes a round trip: a socket listening
+// with backlog 0 whose accept queue one "filler" connection already fills. The
+// kernel drops a SYN to a full queue, so a client's connect completes only on
+// the retransmit, and only if the queue has room by then; left alone, the
+// queue stays full and every connect to it hangs. Not thread-safe.
+class SlowHandshakeListener {
+ public:
+  SlowHandshakeListener();
+  // Joins the thread serve_after_a_dropped_syn() started.
+  ~SlowHandshakeListener();
+  SlowHandshakeListener(const SlowHandshakeListener&) = delete;
+  SlowHandshakeListener& operator=(const SlowHandshakeListener&) = delete;
+
+  uint16_t port() const { return port_; }
+
+  // What the serving thread saw, once finish() has joined it.
+  struct Outcome {
+    bool syn_dropped = false;  // the drop count rose before the queue was freed
+    bool accepted = false;     // a connection came after the filler
+    std::string request;       // the first request line it sent, with its '\n'
+  };
+
+  // Starts a thread that waits (at most kDeadline) until a SYN was dropped,
+  // then accepts the filler so the retransmitted SYN finds room, accepts that
+  // connection (waiting at most kDeadline), answers its first request line
+  // with `answer` and closes it once the client has. Call it before the
+  // client starts to connect, at most once.
+  void serve_after_a_dropped_syn(std::string answer = "ok\n\n");
+  // Joins that thread and returns what it saw.
+  Outcome finish();
+
+ private:
+  void serve(uint64_t drops_before, const std::string& answer);
+
+  Fd listener_;
+  Fd filler_;
+  uint16_t port_ = 0;
+  Outcome outcome_;  // written by thread_ only, read after it is joined
+  std::thread thread_;
 };
 
 // Waits (polling, bounded by `deadline`) until `condition` holds; returns

@@ -747,6 +747,9 @@ void setup_options(CLI::App& app, Options& o) {
 
 int main(int argc, char** argv) {
   CLI::App app{"metrics-bench: load and check a metrics-server (or Redis, for comparison)."};
+  app.footer(
+      "It writes keys named bench:N (and bench:get:N, bench:idle) to the server and leaves "
+      "them there: point it at a scratch server, not one whose data you keep.");
   app.set_version_flag("--version", std::string("metrics-bench ") + metrics::kVersion);
   Options options;
   setup_options(app, options);

@@ -6,13 +6,19 @@
 //
 // Exit status: 0 success; 1 the server answered an error, the answer was
 // malformed, or the connection failed or timed out; 2 a usage error (nothing
-// is sent then). Failures print one line on stderr.
+// is sent then). Failures print one line on stderr, with control bytes and
+// backslashes in it escaped (see one_line()).
+//
+// Each connect, send and receive waits at most 10 s unless --timeout says
+// otherwise (--timeout 0: no limit): a tool run from cron must not hang on a
+// port where something else listens and never answers.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "metrics/client.hpp"
 #include "metrics/protocol.hpp"
@@ -23,16 +29,28 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
+// The wait for each connect, send and receive when --timeout is not given.
+constexpr double kDefaultTimeoutSeconds = 10;
+
 struct ConnectionOptions {
   std::string host = "127.0.0.1";
   int port = 8888;
-  std::optional<double> timeout;
+  double timeout_seconds = kDefaultTimeoutSeconds;  // 0: no limit
+
+  // The Client's timeout: none for 0.
+  std::optional<double> timeout() const {
+    if (timeout_seconds > 0) return timeout_seconds;
+    return std::nullopt;
+  }
 };
 
 struct PutOptions {
   std::string key;
   std::string value;
-  std::string timestamp;  // empty: now
+  std::string timestamp;
+  // Whether TIMESTAMP was given: only leaving it out means now; an empty
+  // argument (an unset shell variable, say) is a usage error.
+  bool timestamp_given = false;
 };
 
 struct GetOptions {
@@ -44,6 +62,42 @@ struct UsageError {
   std::string message;
 };
 
+// `text` made safe to print as (part of) one line: a backslash becomes "\\",
+// a line feed "\n", a carriage return "\r", a tab "\t", and any other
+// control byte (below 0x20, or 0x7f) "\xHH". Every other byte, UTF-8
+// included, is kept. Messages carry bytes from the server (an error reason,
+// a malformed answer) and from the command line (a key), and a script
+// reading stderr relies on one line per failure.
+std::string one_line(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Prints "metrics-cli: MESSAGE" as one line on stderr.
+void print_error(std::string_view message) {
+  std::fprintf(stderr, "metrics-cli: %s\n", one_line(message).c_str());
+}
+
 void setup_connection(CLI::App& app, ConnectionOptions& options) {
   if (const char* host = std::getenv("METRICS_HOST"); host != nullptr && *host != '\0') {
     options.host = host;
@@ -53,19 +107,21 @@ void setup_connection(CLI::App& app, ConnectionOptions& options) {
   app.add_option("--port", options.port, "Server TCP port [env METRICS_PORT]")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
-  // Not CLI::PositiveNumber: its message spells out DBL_MAX in 300 digits.
-  const CLI::Validator positive_seconds(
+  // Not CLI::NonNegativeNumber: its message spells out DBL_MAX in 300 digits.
+  const CLI::Validator seconds_or_zero(
       [](std::string& text) -> std::string {
         double seconds = 0;
-        if (!metrics::parse_value(text, &seconds) || !(seconds > 0)) {
-          return "'" + text + "' is not a positive number of seconds";
+        if (!metrics::parse_value(text, &seconds) || !(seconds >= 0)) {
+          return "'" + text + "' is not a number of seconds (0 or more)";
         }
         return {};
       },
       "SECONDS");
-  app.add_option("--timeout", options.timeout,
-                 "Seconds (fractions allowed) to wait for each connect, send and receive")
-      ->check(positive_seconds);
+  app.add_option("--timeout", options.timeout_seconds,
+                 "Seconds (fractions allowed) to wait for each connect, send and receive; "
+                 "0 for no limit")
+      ->default_str("10")
+      ->check(seconds_or_zero);
 }
 
 // METRICS_PORT applies only when --port is not given, so a bad value in the
@@ -84,7 +140,7 @@ CLI::App* setup_put(CLI::App& app, PutOptions& options) {
   CLI::App* put = app.add_subcommand("put", "Store VALUE for KEY at TIMESTAMP (default: now)");
   put->add_option("key", options.key, "Metric name, e.g. palm.cpu")->required();
   put->add_option("value", options.value, "A finite decimal number, e.g. 10.5 or -2e3")->required();
-  put->add_option("timestamp", options.timestamp, "Unix time in whole seconds");
+  put->add_option("timestamp", options.timestamp, "Unix time in whole seconds (default: now)");
   return put;
 }
 
@@ -103,7 +159,7 @@ int run_put(const ConnectionOptions& connection, const PutOptions& options) {
     throw UsageError{"invalid value '" + options.value + "': not a finite decimal number"};
   }
   std::optional<int64_t> timestamp;
-  if (!options.timestamp.empty()) {
+  if (options.timestamp_given) {
     int64_t ts = 0;
     if (!metrics::parse_timestamp(options.timestamp, &ts)) {
       throw UsageError{"invalid timestamp '" + options.timestamp +
@@ -111,7 +167,8 @@ int run_put(const ConnectionOptions& connection, const PutOptions& options) {
     }
     timestamp = ts;
   }
-  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port),
+                         connection.timeout());
   client.put(options.key, value, timestamp);
   return 0;
 }
@@ -120,7 +177,8 @@ int run_get(const ConnectionOptions& connection, const GetOptions& options) {
   if (std::string why = metrics::check_get_key(options.key); !why.empty()) {
     throw UsageError{"invalid key '" + options.key + "': " + why};
   }
-  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port), connection.timeout);
+  metrics::Client client(connection.host, static_cast<uint16_t>(connection.port),
+                         connection.timeout());
   std::string text;
   for (const metrics::Series& series : client.get_series(options.key)) {
     for (const metrics::Sample& sample : series.samples) {
@@ -130,7 +188,7 @@ int run_get(const ConnectionOptions& connection, const GetOptions& options) {
   // Printed only once the whole answer is in: a failure prints nothing here.
   std::fwrite(text.data(), 1, text.size(), stdout);
   if (std::fflush(stdout) != 0) {
-    std::fprintf(stderr, "metrics-cli: cannot write the output\n");
+    print_error("cannot write the output");
     return kExitFailure;
   }
   return 0;
@@ -157,18 +215,21 @@ int main(int argc, char** argv) {
     } catch (const CLI::Success& e) {
       return app.exit(e);  // --help, --version
     } catch (const CLI::ParseError& e) {
-      std::fprintf(stderr, "metrics-cli: %s (see --help)\n", e.what());
+      print_error(std::string(e.what()) + " (see --help)");
       return kExitUsage;
     }
     if (app.get_option("--port")->count() == 0) read_port_from_environment(connection);
-    if (put->parsed()) return run_put(connection, put_options);
+    if (put->parsed()) {
+      put_options.timestamp_given = put->get_option("timestamp")->count() > 0;
+      return run_put(connection, put_options);
+    }
     if (get->parsed()) return run_get(connection, get_options);
     return kExitUsage;  // require_subcommand(1) makes this unreachable
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "metrics-cli: %s\n", e.message.c_str());
+    print_error(e.message);
     return kExitUsage;
   } catch (const metrics::ClientError& e) {
-    std::fprintf(stderr, "metrics-cli: %s\n", e.what());
+    print_error(e.what());
     return kExitFailure;
   }
 }

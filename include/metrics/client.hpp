@@ -40,8 +40,9 @@ class Client {
  public:
   // Connects to host:port (a name, an IPv4 or an IPv6 literal; every address
   // the name resolves to is tried). `timeout_seconds`, when given, bounds
-  // every connect, send and receive; none means wait forever. Throws
-  // ClientError if the timeout is not positive or the connection fails.
+  // every connect, send and receive; none means wait forever (a connect: as
+  // long as the kernel retries the handshake, about two minutes by default).
+  // Throws ClientError if the timeout is not positive or the connection fails.
   Client(std::string host, uint16_t port, std::optional<double> timeout_seconds = std::nullopt);
 
   // Stores `value` for `key` at `timestamp` (default: the current Unix time

@@ -86,13 +86,16 @@ uint16_t local_port(int fd);
 // O_NONBLOCK. Port 0 picks a free port. Throws SystemError naming the address.
 Fd listen_tcp(const std::string& host, uint16_t port, int backlog);
 
-// A per-operation time limit; nullopt means wait forever.
+// A per-operation time limit; nullopt means wait forever (a connect: as long
+// as the kernel retries the handshake). Limits beyond INT_MAX ms are clamped.
 using Timeout = std::optional<std::chrono::milliseconds>;
 
 // Connects to `host:port`, trying every address the name resolves to, each
-// bounded by `timeout`. Returns a blocking socket with SOCK_CLOEXEC and
-// TCP_NODELAY. Throws SystemError: "connect HOST:PORT: <cause>" with the cause
-// of the last address tried, or "resolve HOST: <cause>".
+// bounded by `timeout`; with none, each waits as long as the kernel keeps
+// retrying the SYN (net.ipv4.tcp_syn_retries, about two minutes by default).
+// Returns a blocking socket with SOCK_CLOEXEC and TCP_NODELAY. Throws
+// SystemError: "connect HOST:PORT: <cause>" with the cause of the last
+// address tried ("timed out" for a timeout), or "resolve HOST: <cause>".
 Fd connect_tcp(const std::string& host, uint16_t port, Timeout timeout);
 
 // Sends all of `data`, retrying on EINTR and short writes, with MSG_NOSIGNAL.
