@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <vector>
 
@@ -673,12 +674,22 @@ uint64_t Wal::commit(uint64_t ticket) {
   // Group commit: one session at a time leads an fdatasync of everything
   // appended so far; the others wait on a condition variable, all woken at
   // once when it ends, and most find their record synced.
+  //
+  // Also while the log refuses new puts (failed_): the records appended
+  // before the failure are whole, in allocated space, and applied, so they
+  // are synced and acknowledged like any others. (Refusing them would leave
+  // puts answered with an error in memory and in the file.)
   std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
-    if (durable_seq_ >= ticket || failed_) return durable_seq_;
+    if (durable_seq_ >= ticket) return durable_seq_;
     if (!leading_) break;
     synced_.wait(lock);
   }
+  if (const int err = sync_leading(lock); err != 0) fail_locked(lock, "fdatasync failed", err);
+  return durable_seq_;
+}
+
+int Wal::sync_leading(std::unique_lock<AdaptiveMutex>& lock) {
   leading_ = true;
   const uint64_t target = appended_seq_;
   const std::shared_ptr<Fd> file = tail_->file();
@@ -688,28 +699,41 @@ uint64_t Wal::commit(uint64_t ticket) {
   // appended to it.
   const int err = ::fdatasync(file->get()) == 0 ? 0 : errno;
   lock.lock();
+  // Still leading, and holding mu_: no other sync can report success (the
+  // kernel reports a write-back error once) before the process ends.
+  if (err != 0 && options_.fsync == FsyncPolicy::kAlways) sync_failed_fatally(err);
   leading_ = false;
-  if (err == 0) {
-    durable_seq_ = std::max(durable_seq_, target);
-  } else {
-    fail_locked(lock, "fdatasync failed", err);
-  }
+  if (err == 0) durable_seq_ = std::max(durable_seq_, target);
   synced_.notify_all();
-  return durable_seq_;
+  return err;
+}
+
+void Wal::sync_failed_fatally(int err) const {
+  log(errno_message("data file " + options_.path + ": fdatasync failed", err) +
+      "; with --fsync always the puts it covered can be neither acknowledged nor refused, so "
+      "the server exits (at the next start, replay restores what the file holds)");
+  std::_Exit(EXIT_FAILURE);
 }
 
 void Wal::retry() {
   // Writable again means: space for the next record, and a sync that
-  // succeeds. (Pages a failed sync could not write may be missing from the
-  // file, as with any write-back after EIO; the next compaction rewrites the
-  // log from memory.)
+  // succeeds. (With kEverySec, pages a failed sync could not write may be
+  // missing from the file, as with any write-back after EIO; the next
+  // compaction rewrites the log from memory.)
   std::unique_lock<AdaptiveMutex> lock(mu_);
-  const std::shared_ptr<Fd> file = tail_->file();
-  int err = tail_->reserve(1);
-  lock.unlock();
-  if (err == 0 && ::fdatasync(file->get()) != 0) err = errno;
-  if (err != 0) return;
-  lock.lock();
+  if (tail_->reserve(1) != 0) return;
+  if (options_.fsync == FsyncPolicy::kAlways) {
+    // Through the group commit's lead, so that its sync and a commit's never
+    // run at once: only one of them would see a write-back error. A failure
+    // ends the process.
+    while (leading_) synced_.wait(lock);
+    sync_leading(lock);
+  } else {
+    const std::shared_ptr<Fd> file = tail_->file();
+    lock.unlock();
+    if (::fdatasync(file->get()) != 0) return;
+    lock.lock();
+  }
   if (!failed_) return;
   failed_ = false;
   dirty_ = false;
@@ -883,7 +907,7 @@ bool Wal::compact() {
   records_in_file_ = snapshot_records + (records_in_file_ - cut_records);
   const uint64_t records = records_in_file_;
   // Every record appended so far is in the new file, synced.
-  if (!failed_) durable_seq_ = appended_seq_;
+  durable_seq_ = appended_seq_;
   dirty_ = false;
   lock.unlock();
   if (!dir_synced) {

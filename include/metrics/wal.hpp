@@ -201,11 +201,18 @@ class LogTail;
 // sessions committing at the same time share one fdatasync: group commit.
 // With kEverySec and kNo, commit() returns at once.
 //
-// When space cannot be allocated (ENOSPC, EFBIG) or a sync fails (EIO), the
-// Wal refuses every new put (put returns false) and the puts waiting in
-// commit() fail, until the syncer's retry (once a second) allocates and syncs
-// again: as Redis refuses writes while its AOF cannot be written. Gets are
-// never affected.
+// When space cannot be allocated (ENOSPC, EFBIG), the Wal refuses every new
+// put (put returns false, changing nothing) until the syncer's retry (once a
+// second) allocates and syncs again: as Redis refuses writes while its AOF
+// cannot be written. Gets are never affected. The records appended before
+// the failure sit in allocated space, so with kAlways commit() still syncs
+// them and they are acknowledged. A failed sync (EIO) with kEverySec also
+// makes the Wal refuse puts until a retry syncs. With kAlways a failed sync
+// ends the process (one log line, then exit status 1), as PostgreSQL and
+// Redis's `appendfsync always` do: the puts it covered are applied in memory
+// but the kernel may have dropped their pages, and a later sync can report
+// success without them, so neither acknowledging nor refusing them would be
+// true. At the next start, replay restores what the file holds.
 //
 // Thread-safe.
 class Wal {
@@ -237,8 +244,10 @@ class Wal {
   std::size_t put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket);
 
   // Blocks until the records up to `ticket` are synced (kAlways; with the
-  // other policies they already count once appended), or the log has failed.
-  // Returns the highest ticket that is acknowledgeable.
+  // other policies they already count once appended), also while the log is
+  // refusing new puts. Returns the highest ticket that is acknowledgeable,
+  // which is at least `ticket` when `ticket` came from put or put_batch.
+  // With kAlways, a failed sync ends the process (see above).
   uint64_t commit(uint64_t ticket);
 
   // Rewrites the log from storage now, in the calling thread. Returns false
@@ -264,6 +273,15 @@ class Wal {
   void fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err);
   // The syncer's attempt to make a failed log writable again.
   void retry();
+  // Leads one group-commit sync of every record appended so far: marks
+  // leading_, syncs with mu_ released, then updates durable_seq_ and wakes
+  // the waiters. Returns 0 or the errno of the failed sync; with kAlways a
+  // failed sync ends the process instead. REQUIRES: mu_ held by `lock`, no
+  // other thread leading.
+  int sync_leading(std::unique_lock<AdaptiveMutex>& lock);
+  // With kAlways: logs that a sync of the log failed and ends the process
+  // with status 1 (std::_Exit: no destructor runs, no answer is sent).
+  [[noreturn]] void sync_failed_fatally(int err) const;
   void syncer_loop();
   void compactor_loop();
   bool should_compact();
