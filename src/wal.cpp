@@ -339,11 +339,12 @@ void encode_log_record(char* p, std::string_view key, int64_t timestamp, double 
   encode32(p, crc32c(p + 4, kLogRecordHeaderBytes - 4 + key.size()));
 }
 
-std::size_t decode_log_record(std::string_view bytes, LogRecord* record) {
+std::size_t decode_log_record(std::string_view bytes, LogRecord* record,
+                              std::size_t max_key_bytes) {
   if (bytes.size() < kLogRecordHeaderBytes) return 0;
   const char* p = bytes.data();
   uint32_t key_size = decode32(p + 4);
-  if (key_size == 0 || key_size > kMaxLogKeyBytes) return 0;
+  if (key_size == 0 || key_size > std::min<std::size_t>(max_key_bytes, kMaxLogKeyBytes)) return 0;
   if (key_size > bytes.size() - kLogRecordHeaderBytes) return 0;
   std::size_t size = kLogRecordHeaderBytes + key_size;
   if (crc32c(p + 4, size - 4) != decode32(p)) return 0;
@@ -354,10 +355,11 @@ std::size_t decode_log_record(std::string_view bytes, LogRecord* record) {
   return size;
 }
 
-std::size_t find_next_log_record(std::string_view file, std::size_t from) {
+std::size_t find_next_log_record(std::string_view file, std::size_t from,
+                                 std::size_t max_key_bytes) {
   LogRecord record;
   for (std::size_t pos = from; pos + kLogRecordHeaderBytes <= file.size(); ++pos) {
-    if (decode_log_record(file.substr(pos), &record) != 0) return pos;
+    if (decode_log_record(file.substr(pos), &record, max_key_bytes) != 0) return pos;
   }
   return std::string_view::npos;
 }
@@ -500,10 +502,13 @@ void Wal::replay(std::shared_ptr<Fd> file) {
         batch.clear();
         batch.reserve(kBatch);
       };
-      scan = scan_log(mapping.bytes(), options_.repair, [&](const LogRecord& r) {
-        batch.push_back(Storage::KeyedSample{r.key, r.timestamp, r.value});
-        if (batch.size() == kBatch) hand_over();
-      });
+      scan = scan_log(
+          mapping.bytes(), options_.repair,
+          [&](const LogRecord& r) {
+            batch.push_back(Storage::KeyedSample{r.key, r.timestamp, r.value});
+            if (batch.size() == kBatch) hand_over();
+          },
+          options_.max_key_bytes);
       if (!batch.empty()) hand_over();
       std::lock_guard<std::mutex> lock(queue_mu);
       scanned = true;
@@ -634,6 +639,17 @@ bool Wal::put(std::string_view key, int64_t timestamp, double value, uint64_t* t
 }
 
 std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket) {
+  // Replay rejects a record with an empty key or one longer than
+  // kMaxLogKeyBytes as damage: such a put (and the rest of the batch) is
+  // refused here rather than acknowledged and lost. The server's line limit
+  // keeps keys shorter; this is a defence.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (puts[i].key.empty() || puts[i].key.size() > kMaxLogKeyBytes) {
+      n = i;
+      break;
+    }
+  }
+  if (n == 0) return 0;
   // Encoded and checksummed before taking mu_, which every session's puts
   // share: under it, only a copy per record.
   thread_local std::string records;

@@ -19,7 +19,11 @@
 // valid record after it, is a torn tail (a crash mid-write): it is truncated
 // with a warning. One with a valid record after it is corruption in the
 // middle: opening refuses, naming the byte offset, unless `repair` is set,
-// which skips the damaged bytes and rewrites the file.
+// which skips the damaged bytes and rewrites the file. Looking for the next
+// valid record after a damaged one considers only keys a put can carry
+// (WalOptions::max_key_bytes), so that each damaged offset costs at most a
+// checksum over that many bytes, never over a gigabyte that a garbage length
+// field claims.
 #ifndef METRICS_WAL_HPP_
 #define METRICS_WAL_HPP_
 
@@ -41,6 +45,7 @@
 #include <thread>
 
 #include "metrics/adaptive_mutex.hpp"
+#include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 #include "metrics/storage.hpp"
 
@@ -52,8 +57,9 @@ namespace metrics {
 
 inline constexpr std::string_view kLogMagic = "MTRCLOG1";
 inline constexpr std::size_t kLogRecordHeaderBytes = 24;
-// Longer keys cannot be put (a request line is far shorter); a larger length
-// field is corruption.
+// The longest key a record may hold: a larger length field is corruption,
+// and the Wal refuses a put with a longer key (the server also caps
+// --max-line-bytes here), so every record written can be replayed.
 inline constexpr uint32_t kMaxLogKeyBytes = 1u << 30;
 
 // CRC32C (Castagnoli) of `n` bytes, continuing from `crc` (0 to start).
@@ -75,8 +81,11 @@ struct LogRecord {
 };
 
 // Decodes the record at the start of `bytes`. Returns its length, or 0 if
-// `bytes` does not start with a whole valid record.
-std::size_t decode_log_record(std::string_view bytes, LogRecord* record);
+// `bytes` does not start with a whole valid record whose key is at most
+// `max_key_bytes` (clamped to kMaxLogKeyBytes) long. A longer length field
+// is rejected before any checksum is computed.
+std::size_t decode_log_record(std::string_view bytes, LogRecord* record,
+                              std::size_t max_key_bytes = kMaxLogKeyBytes);
 
 // What scan_log found.
 struct LogScan {
@@ -91,23 +100,33 @@ struct LogScan {
   // leaves zeros there: when every torn byte is zero (zero_bytes ==
   // torn_bytes), the log simply ended cleanly.
   std::size_t zero_bytes = 0;
-  // Offset of the first damaged record followed by valid ones, or npos.
+  // Offset of the first damaged record followed by valid ones (or by more
+  // bytes than one record can be: see scan_log), or npos.
   std::size_t corrupt_offset = std::string_view::npos;
   std::size_t skipped_bytes = 0;  // bytes skipped (only with repair)
 };
 
-// Finds the first offset at or after `from` where a valid record starts, or
-// npos.
-std::size_t find_next_log_record(std::string_view file, std::size_t from);
+// Finds the first offset at or after `from` where a valid record with a key
+// of at most `max_key_bytes` starts, or npos. Each offset costs at most a
+// checksum over kLogRecordHeaderBytes + max_key_bytes bytes.
+std::size_t find_next_log_record(std::string_view file, std::size_t from,
+                                 std::size_t max_key_bytes = kMaxLogKeyBytes);
 
 // Scans a whole log file (header included), calling on_record(const
 // LogRecord&) for each valid record in order. A file shorter than the header
 // that is a prefix of it (a crash while creating the file) is an empty log
-// with a torn tail. Corruption in the middle stops the scan at
-// corrupt_offset, unless `repair`, which skips to the next valid record and
-// goes on (skipped_bytes counts what was lost).
+// with a torn tail. Records read in sequence may have keys up to
+// kMaxLogKeyBytes; after a damaged record, the search for the next valid one
+// considers only keys up to `resync_max_key_bytes` (the longest key a put
+// can carry), which bounds its cost. Damage with no such record after it is
+// a torn tail when the bytes after it (zeros at the end aside) fit in one
+// record of that size; otherwise it is damage in the middle too, never cut
+// as a tail. Corruption in the middle stops the scan at corrupt_offset,
+// unless `repair`, which skips to the next valid record (or to the zeros at
+// the end) and goes on (skipped_bytes counts what was lost).
 template <typename OnRecord>
-LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
+LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record,
+                 std::size_t resync_max_key_bytes = kMaxLogKeyBytes) {
   LogScan scan;
   if (file.size() < kLogMagic.size()) {
     scan.header_ok = kLogMagic.substr(0, file.size()) == file;
@@ -116,6 +135,9 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
   }
   if (file.substr(0, kLogMagic.size()) != kLogMagic) return scan;
   scan.header_ok = true;
+  resync_max_key_bytes = std::min<std::size_t>(resync_max_key_bytes, kMaxLogKeyBytes);
+  const std::size_t last = file.find_last_not_of('\0');
+  const std::size_t data_end = last == std::string_view::npos ? 0 : last + 1;
   std::size_t pos = kLogMagic.size();
   LogRecord record;
   while (pos < file.size()) {
@@ -126,8 +148,17 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
       pos += n;
       continue;
     }
-    std::size_t next = find_next_log_record(file, pos + 1);
-    if (next == std::string_view::npos) break;  // a torn tail
+    std::size_t next = find_next_log_record(file, pos + 1, resync_max_key_bytes);
+    if (next == std::string_view::npos) {
+      // A write cut short leaves at most one record, then zeros allocated
+      // ahead. More than that is damage (or records with longer keys than
+      // the resync considers, from a larger line limit): cutting it as a
+      // tail could drop valid records without a word.
+      if (data_end <= pos || data_end - pos <= kLogRecordHeaderBytes + resync_max_key_bytes) {
+        break;  // a torn tail
+      }
+      next = data_end;
+    }
     if (scan.corrupt_offset == std::string_view::npos) scan.corrupt_offset = pos;
     if (!repair) {
       scan.end = pos;
@@ -138,8 +169,6 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
   }
   scan.end = pos;
   scan.torn_bytes = file.size() - pos;
-  const std::size_t last = file.find_last_not_of('\0');
-  const std::size_t data_end = last == std::string_view::npos ? 0 : last + 1;
   scan.zero_bytes = file.size() - std::max(data_end, pos);
   return scan;
 }
@@ -173,6 +202,11 @@ struct WalOptions {
   // Silences the restore and compaction lines; warnings and errors are
   // still logged.
   bool quiet = false;
+  // The longest key a put can carry (the server sets it from
+  // --max-line-bytes). Bounds the search for the next valid record after a
+  // damaged one, at start: a record with a longer key is replayed in
+  // sequence, but not found after damage. Clamped to kMaxLogKeyBytes.
+  std::size_t max_key_bytes = kDefaultMaxLineBytes;
 };
 
 // What opening the log restored.
@@ -232,14 +266,16 @@ class Wal {
   Wal& operator=(const Wal&) = delete;
 
   // Applies a put to the storage and appends its record to the log.
-  // Returns false, changing nothing, while the log is failing; otherwise
-  // sets `*ticket` to what commit() waits on before the put may be
-  // acknowledged.
+  // Returns false, changing nothing, while the log is failing or when the
+  // key is one no record can hold (empty, or longer than kMaxLogKeyBytes);
+  // otherwise sets `*ticket` to what commit() waits on before the put may
+  // be acknowledged.
   bool put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket);
 
   // Applies `puts` in order as put() would, taking the log's lock once for
   // all of them. Returns how many were applied: all, or a prefix when the
-  // log failed part way (the rest changed nothing). Their tickets are
+  // log failed part way or a put's key could not be logged (the rest changed
+  // nothing). Their tickets are
   // consecutive, the last in `*last_ticket`.
   std::size_t put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket);
 
