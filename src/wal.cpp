@@ -392,8 +392,7 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 // ---------------------------------------------------------------------------
 // Wal
 
-Wal::Wal(WalOptions options, Storage& storage)
-    : options_(std::move(options)), storage_(storage), tmp_path_(options_.path + ".rewrite") {
+Wal::Wal(WalOptions options, Storage& storage) : options_(std::move(options)), storage_(storage) {
   replay(open_and_lock());
   syncer_ = std::thread(&Wal::syncer_loop, this);
   compactor_ = std::thread(&Wal::compactor_loop, this);
@@ -450,11 +449,21 @@ std::shared_ptr<Fd> Wal::open_and_lock() {
     if (::fstat(fd.get(), &opened) != 0) throw file_error("stat data file " + path, errno);
     if (::stat(path.c_str(), &named) == 0 && named.st_ino == opened.st_ino &&
         named.st_dev == opened.st_dev) {
-      file = std::make_shared<Fd>(std::move(fd));
-      break;
+      // The file itself, symlinks resolved: what a compaction replaces.
+      std::unique_ptr<char, decltype(&std::free)> resolved(::realpath(path.c_str(), nullptr),
+                                                           &std::free);
+      if (!resolved) throw file_error("resolve the path of data file " + path, errno);
+      struct stat target {};
+      if (::stat(resolved.get(), &target) == 0 && target.st_ino == opened.st_ino &&
+          target.st_dev == opened.st_dev) {
+        file_path_ = resolved.get();
+        file = std::make_shared<Fd>(std::move(fd));
+        break;
+      }
     }
     if (attempt == 100) throw std::runtime_error("data file " + path + " keeps being replaced");
   }
+  tmp_path_ = file_path_ + ".rewrite";
   // A rewrite interrupted by a crash left its unfinished file; only the
   // owner of the lock ever writes it.
   ::unlink(tmp_path_.c_str());
@@ -910,14 +919,14 @@ bool Wal::compact() {
     failure = errno_message("copy", errno);
   } else if (::fdatasync(tmp.get()) != 0) {
     failure = errno_message("fdatasync", errno);
-  } else if (::rename(tmp_path_.c_str(), path.c_str()) != 0) {
+  } else if (::rename(tmp_path_.c_str(), file_path_.c_str()) != 0) {
     failure = errno_message("rename " + tmp_path_, errno);
   }
   if (!failure.empty()) {
     lock.unlock();
     return give_up(failure);
   }
-  const bool dir_synced = sync_directory(path);
+  const bool dir_synced = sync_directory(file_path_);
   const int dir_err = errno;
   tail_ = std::make_unique<LogTail>(std::make_shared<Fd>(std::move(tmp)), written);
   records_in_file_ = snapshot_records + (records_in_file_ - cut_records);

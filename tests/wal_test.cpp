@@ -541,6 +541,44 @@ TEST_CASE("compaction rewrites the log to the live samples and keeps puts made m
   }
 }
 
+TEST_CASE("compaction through a symlinked data file rewrites the target and keeps the link",
+          "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string target_dir = dir.file("real");
+  REQUIRE(std::filesystem::create_directory(target_dir));
+  const std::string target = target_dir + "/data.log";
+  const std::string link = dir.file("data.log");
+  std::filesystem::create_symlink("real/data.log", link);  // relative, as operators often make them
+  WalOptions options = options_for(link, &lines);
+  options.compact_min_bytes = std::numeric_limits<uint64_t>::max();  // only when asked
+  {
+    Storage storage;
+    Wal wal(options, storage);
+    for (int i = 0; i < 1000; ++i) logged_put(wal, "k", i % 10, i);
+    REQUIRE(wal.compact());
+    logged_put(wal, "after", 1, 1.0);  // appended to the rewritten file
+    CHECK(std::filesystem::is_symlink(link));
+    CHECK(std::filesystem::read_symlink(link) == "real/data.log");
+    CHECK_FALSE(std::filesystem::exists(link + ".rewrite"));
+    CHECK_FALSE(std::filesystem::exists(target + ".rewrite"));
+  }
+  CHECK(std::filesystem::is_symlink(link));
+  // The target holds the compacted log: 10 live samples and the later put.
+  std::vector<Put> live;
+  for (int s = 0; s < 10; ++s) live.push_back(Put{"k", s, 990.0 + s});
+  live.push_back(Put{"after", 1, 1.0});
+  CHECK(read_file(target) == log_of(live));
+
+  Storage restored;
+  Wal wal(options, restored);
+  CHECK(restored.sample_count() == 11);
+  std::vector<Sample> k = series(restored, "k");
+  REQUIRE(k.size() == 10);
+  for (int s = 0; s < 10; ++s) CHECK(k[s].value == 990.0 + s);
+  CHECK(series(restored, "after") == std::vector<Sample>{{1, 1.0}});
+}
+
 TEST_CASE("the log compacts itself in the background once it is twice the live data", "[wal]") {
   TempDir dir;
   std::vector<std::string> lines;

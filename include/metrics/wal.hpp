@@ -299,7 +299,7 @@ class Wal {
  private:
   // Logs one line; an `info` line is dropped when options_.quiet.
   void log(const std::string& line, bool info = false) const;
-  // Returns the opened and locked data file.
+  // Returns the opened and locked data file; sets file_path_ and tmp_path_.
   std::shared_ptr<Fd> open_and_lock();
   // Replays `file` and makes the tail that appends to it.
   void replay(std::shared_ptr<Fd> file);
@@ -324,7 +324,11 @@ class Wal {
 
   const WalOptions options_;
   Storage& storage_;
-  const std::string tmp_path_;
+  // The file options_.path names, symlinks resolved: a compaction writes
+  // tmp_path_ beside it and renames it over it, so that a symlinked path
+  // stays a link to the rewritten file. Set while opening.
+  std::string file_path_;
+  std::string tmp_path_;
   ReplayStats replay_;
 
   mutable std::mutex log_mu_;
