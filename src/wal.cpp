@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <exception>
 #include <vector>
 
 #include "metrics/buffer.hpp"
@@ -394,18 +395,31 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 
 Wal::Wal(WalOptions options, Storage& storage) : options_(std::move(options)), storage_(storage) {
   replay(open_and_lock());
-  syncer_ = std::thread(&Wal::syncer_loop, this);
-  compactor_ = std::thread(&Wal::compactor_loop, this);
+  // If the compactor cannot start, threads_'s destruction stops and joins
+  // the syncer.
+  threads_.start(&Wal::syncer_loop);
+  threads_.start(&Wal::compactor_loop);
+}
+
+void Wal::Threads::start(void (Wal::*loop)()) {
+  // Assigned only once it has started: a failed start leaves nothing to join.
+  threads_.at(started_) = std::thread(loop, &wal_);
+  ++started_;
+}
+
+void Wal::Threads::stop_and_join() {
+  {
+    std::lock_guard<AdaptiveMutex> lock(wal_.mu_);
+    wal_.stop_ = true;
+  }
+  wal_.wake_.notify_all();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
 }
 
 Wal::~Wal() {
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  syncer_.join();
-  compactor_.join();
+  threads_.stop_and_join();
   // Sessions have all ended: drop the space allocated ahead and sync.
   std::lock_guard<AdaptiveMutex> lock(mu_);
   if (int err = tail_->truncate(); err != 0) {
@@ -493,7 +507,8 @@ void Wal::replay(std::shared_ptr<Fd> file) {
     std::vector<Batch> spare;  // guarded by queue_mu
     bool scanned = false;      // guarded by queue_mu
     bool abandoned = false;    // guarded by queue_mu
-    std::thread scanner([&] {
+    // Runs in the scanner thread.
+    auto scan_records = [&] {
       Batch batch;
       batch.reserve(kBatch);
       auto hand_over = [&] {
@@ -519,6 +534,16 @@ void Wal::replay(std::shared_ptr<Fd> file) {
           },
           options_.max_key_bytes);
       if (!batch.empty()) hand_over();
+    };
+    // What the scanner threw (say bad_alloc): rethrown here once it is
+    // joined, instead of ending the process from the scanner's thread.
+    std::exception_ptr scan_error;
+    std::thread scanner([&] {
+      try {
+        scan_records();
+      } catch (...) {
+        scan_error = std::current_exception();
+      }
       std::lock_guard<std::mutex> lock(queue_mu);
       scanned = true;
       queue_cv.notify_all();
@@ -549,6 +574,7 @@ void Wal::replay(std::shared_ptr<Fd> file) {
       throw;
     }
     scanner.join();
+    if (scan_error) std::rethrow_exception(scan_error);
   }
   if (!scan.header_ok) {
     throw std::runtime_error("data file " + path +

@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -354,8 +355,31 @@ class Wal {
   uint64_t samples_counted_ = 0;  // guarded by mu_: storage's sample count, last taken
 
   std::atomic<uint64_t> compactions_{0};
-  std::thread syncer_;
-  std::thread compactor_;
+
+  // The background threads. Destroying it stops and joins every thread
+  // started, so if the constructor throws after starting one (a thread
+  // that cannot start throws std::system_error), the Wal's members are
+  // destroyed with no joinable std::thread left, which would call
+  // std::terminate. Declared last: destroyed first, while the members the
+  // threads use still exist.
+  class Threads {
+   public:
+    explicit Threads(Wal& wal) : wal_(wal) {}
+    ~Threads() { stop_and_join(); }
+    Threads(const Threads&) = delete;
+    Threads& operator=(const Threads&) = delete;
+    // Starts (wal.*loop)() in a new thread. Throws std::system_error if it
+    // cannot start; the threads already started keep running.
+    void start(void (Wal::*loop)());
+    // Sets stop_, wakes and joins every thread started. Idempotent.
+    void stop_and_join();
+
+   private:
+    Wal& wal_;
+    std::array<std::thread, 2> threads_;  // the syncer and the compactor
+    std::size_t started_ = 0;
+  };
+  Threads threads_{*this};
 };
 
 }  // namespace metrics
