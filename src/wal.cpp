@@ -10,7 +10,9 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
+#include <exception>
 #include <vector>
 
 #include "metrics/buffer.hpp"
@@ -338,11 +340,12 @@ void encode_log_record(char* p, std::string_view key, int64_t timestamp, double 
   encode32(p, crc32c(p + 4, kLogRecordHeaderBytes - 4 + key.size()));
 }
 
-std::size_t decode_log_record(std::string_view bytes, LogRecord* record) {
+std::size_t decode_log_record(std::string_view bytes, LogRecord* record,
+                              std::size_t max_key_bytes) {
   if (bytes.size() < kLogRecordHeaderBytes) return 0;
   const char* p = bytes.data();
   uint32_t key_size = decode32(p + 4);
-  if (key_size == 0 || key_size > kMaxLogKeyBytes) return 0;
+  if (key_size == 0 || key_size > std::min<std::size_t>(max_key_bytes, kMaxLogKeyBytes)) return 0;
   if (key_size > bytes.size() - kLogRecordHeaderBytes) return 0;
   std::size_t size = kLogRecordHeaderBytes + key_size;
   if (crc32c(p + 4, size - 4) != decode32(p)) return 0;
@@ -353,10 +356,11 @@ std::size_t decode_log_record(std::string_view bytes, LogRecord* record) {
   return size;
 }
 
-std::size_t find_next_log_record(std::string_view file, std::size_t from) {
+std::size_t find_next_log_record(std::string_view file, std::size_t from,
+                                 std::size_t max_key_bytes) {
   LogRecord record;
   for (std::size_t pos = from; pos + kLogRecordHeaderBytes <= file.size(); ++pos) {
-    if (decode_log_record(file.substr(pos), &record) != 0) return pos;
+    if (decode_log_record(file.substr(pos), &record, max_key_bytes) != 0) return pos;
   }
   return std::string_view::npos;
 }
@@ -389,21 +393,33 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 // ---------------------------------------------------------------------------
 // Wal
 
-Wal::Wal(WalOptions options, Storage& storage)
-    : options_(std::move(options)), storage_(storage), tmp_path_(options_.path + ".rewrite") {
+Wal::Wal(WalOptions options, Storage& storage) : options_(std::move(options)), storage_(storage) {
   replay(open_and_lock());
-  syncer_ = std::thread(&Wal::syncer_loop, this);
-  compactor_ = std::thread(&Wal::compactor_loop, this);
+  // If the compactor cannot start, threads_'s destruction stops and joins
+  // the syncer.
+  threads_.start(&Wal::syncer_loop);
+  threads_.start(&Wal::compactor_loop);
+}
+
+void Wal::Threads::start(void (Wal::*loop)()) {
+  // Assigned only once it has started: a failed start leaves nothing to join.
+  threads_.at(started_) = std::thread(loop, &wal_);
+  ++started_;
+}
+
+void Wal::Threads::stop_and_join() {
+  {
+    std::lock_guard<AdaptiveMutex> lock(wal_.mu_);
+    wal_.stop_ = true;
+  }
+  wal_.wake_.notify_all();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
 }
 
 Wal::~Wal() {
-  {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  syncer_.join();
-  compactor_.join();
+  threads_.stop_and_join();
   // Sessions have all ended: drop the space allocated ahead and sync.
   std::lock_guard<AdaptiveMutex> lock(mu_);
   if (int err = tail_->truncate(); err != 0) {
@@ -447,11 +463,21 @@ std::shared_ptr<Fd> Wal::open_and_lock() {
     if (::fstat(fd.get(), &opened) != 0) throw file_error("stat data file " + path, errno);
     if (::stat(path.c_str(), &named) == 0 && named.st_ino == opened.st_ino &&
         named.st_dev == opened.st_dev) {
-      file = std::make_shared<Fd>(std::move(fd));
-      break;
+      // The file itself, symlinks resolved: what a compaction replaces.
+      std::unique_ptr<char, decltype(&std::free)> resolved(::realpath(path.c_str(), nullptr),
+                                                           &std::free);
+      if (!resolved) throw file_error("resolve the path of data file " + path, errno);
+      struct stat target {};
+      if (::stat(resolved.get(), &target) == 0 && target.st_ino == opened.st_ino &&
+          target.st_dev == opened.st_dev) {
+        file_path_ = resolved.get();
+        file = std::make_shared<Fd>(std::move(fd));
+        break;
+      }
     }
     if (attempt == 100) throw std::runtime_error("data file " + path + " keeps being replaced");
   }
+  tmp_path_ = file_path_ + ".rewrite";
   // A rewrite interrupted by a crash left its unfinished file; only the
   // owner of the lock ever writes it.
   ::unlink(tmp_path_.c_str());
@@ -481,7 +507,8 @@ void Wal::replay(std::shared_ptr<Fd> file) {
     std::vector<Batch> spare;  // guarded by queue_mu
     bool scanned = false;      // guarded by queue_mu
     bool abandoned = false;    // guarded by queue_mu
-    std::thread scanner([&] {
+    // Runs in the scanner thread.
+    auto scan_records = [&] {
       Batch batch;
       batch.reserve(kBatch);
       auto hand_over = [&] {
@@ -499,11 +526,24 @@ void Wal::replay(std::shared_ptr<Fd> file) {
         batch.clear();
         batch.reserve(kBatch);
       };
-      scan = scan_log(mapping.bytes(), options_.repair, [&](const LogRecord& r) {
-        batch.push_back(Storage::KeyedSample{r.key, r.timestamp, r.value});
-        if (batch.size() == kBatch) hand_over();
-      });
+      scan = scan_log(
+          mapping.bytes(), options_.repair,
+          [&](const LogRecord& r) {
+            batch.push_back(Storage::KeyedSample{r.key, r.timestamp, r.value});
+            if (batch.size() == kBatch) hand_over();
+          },
+          options_.max_key_bytes);
       if (!batch.empty()) hand_over();
+    };
+    // What the scanner threw (say bad_alloc): rethrown here once it is
+    // joined, instead of ending the process from the scanner's thread.
+    std::exception_ptr scan_error;
+    std::thread scanner([&] {
+      try {
+        scan_records();
+      } catch (...) {
+        scan_error = std::current_exception();
+      }
       std::lock_guard<std::mutex> lock(queue_mu);
       scanned = true;
       queue_cv.notify_all();
@@ -534,6 +574,7 @@ void Wal::replay(std::shared_ptr<Fd> file) {
       throw;
     }
     scanner.join();
+    if (scan_error) std::rethrow_exception(scan_error);
   }
   if (!scan.header_ok) {
     throw std::runtime_error("data file " + path +
@@ -633,6 +674,17 @@ bool Wal::put(std::string_view key, int64_t timestamp, double value, uint64_t* t
 }
 
 std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket) {
+  // Replay rejects a record with an empty key or one longer than
+  // kMaxLogKeyBytes as damage: such a put (and the rest of the batch) is
+  // refused here rather than acknowledged and lost. The server's line limit
+  // keeps keys shorter; this is a defence.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (puts[i].key.empty() || puts[i].key.size() > kMaxLogKeyBytes) {
+      n = i;
+      break;
+    }
+  }
+  if (n == 0) return 0;
   // Encoded and checksummed before taking mu_, which every session's puts
   // share: under it, only a copy per record.
   thread_local std::string records;
@@ -673,12 +725,22 @@ uint64_t Wal::commit(uint64_t ticket) {
   // Group commit: one session at a time leads an fdatasync of everything
   // appended so far; the others wait on a condition variable, all woken at
   // once when it ends, and most find their record synced.
+  //
+  // Also while the log refuses new puts (failed_): the records appended
+  // before the failure are whole, in allocated space, and applied, so they
+  // are synced and acknowledged like any others. (Refusing them would leave
+  // puts answered with an error in memory and in the file.)
   std::unique_lock<AdaptiveMutex> lock(mu_);
   for (;;) {
-    if (durable_seq_ >= ticket || failed_) return durable_seq_;
+    if (durable_seq_ >= ticket) return durable_seq_;
     if (!leading_) break;
     synced_.wait(lock);
   }
+  if (const int err = sync_leading(lock); err != 0) fail_locked(lock, "fdatasync failed", err);
+  return durable_seq_;
+}
+
+int Wal::sync_leading(std::unique_lock<AdaptiveMutex>& lock) {
   leading_ = true;
   const uint64_t target = appended_seq_;
   const std::shared_ptr<Fd> file = tail_->file();
@@ -688,28 +750,41 @@ uint64_t Wal::commit(uint64_t ticket) {
   // appended to it.
   const int err = ::fdatasync(file->get()) == 0 ? 0 : errno;
   lock.lock();
+  // Still leading, and holding mu_: no other sync can report success (the
+  // kernel reports a write-back error once) before the process ends.
+  if (err != 0 && options_.fsync == FsyncPolicy::kAlways) sync_failed_fatally(err);
   leading_ = false;
-  if (err == 0) {
-    durable_seq_ = std::max(durable_seq_, target);
-  } else {
-    fail_locked(lock, "fdatasync failed", err);
-  }
+  if (err == 0) durable_seq_ = std::max(durable_seq_, target);
   synced_.notify_all();
-  return durable_seq_;
+  return err;
+}
+
+void Wal::sync_failed_fatally(int err) const {
+  log(errno_message("data file " + options_.path + ": fdatasync failed", err) +
+      "; with --fsync always the puts it covered can be neither acknowledged nor refused, so "
+      "the server exits (at the next start, replay restores what the file holds)");
+  std::_Exit(EXIT_FAILURE);
 }
 
 void Wal::retry() {
   // Writable again means: space for the next record, and a sync that
-  // succeeds. (Pages a failed sync could not write may be missing from the
-  // file, as with any write-back after EIO; the next compaction rewrites the
-  // log from memory.)
+  // succeeds. (With kEverySec, pages a failed sync could not write may be
+  // missing from the file, as with any write-back after EIO; the next
+  // compaction rewrites the log from memory.)
   std::unique_lock<AdaptiveMutex> lock(mu_);
-  const std::shared_ptr<Fd> file = tail_->file();
-  int err = tail_->reserve(1);
-  lock.unlock();
-  if (err == 0 && ::fdatasync(file->get()) != 0) err = errno;
-  if (err != 0) return;
-  lock.lock();
+  if (tail_->reserve(1) != 0) return;
+  if (options_.fsync == FsyncPolicy::kAlways) {
+    // Through the group commit's lead, so that its sync and a commit's never
+    // run at once: only one of them would see a write-back error. A failure
+    // ends the process.
+    while (leading_) synced_.wait(lock);
+    sync_leading(lock);
+  } else {
+    const std::shared_ptr<Fd> file = tail_->file();
+    lock.unlock();
+    if (::fdatasync(file->get()) != 0) return;
+    lock.lock();
+  }
   if (!failed_) return;
   failed_ = false;
   dirty_ = false;
@@ -870,20 +945,20 @@ bool Wal::compact() {
     failure = errno_message("copy", errno);
   } else if (::fdatasync(tmp.get()) != 0) {
     failure = errno_message("fdatasync", errno);
-  } else if (::rename(tmp_path_.c_str(), path.c_str()) != 0) {
+  } else if (::rename(tmp_path_.c_str(), file_path_.c_str()) != 0) {
     failure = errno_message("rename " + tmp_path_, errno);
   }
   if (!failure.empty()) {
     lock.unlock();
     return give_up(failure);
   }
-  const bool dir_synced = sync_directory(path);
+  const bool dir_synced = sync_directory(file_path_);
   const int dir_err = errno;
   tail_ = std::make_unique<LogTail>(std::make_shared<Fd>(std::move(tmp)), written);
   records_in_file_ = snapshot_records + (records_in_file_ - cut_records);
   const uint64_t records = records_in_file_;
   // Every record appended so far is in the new file, synced.
-  if (!failed_) durable_seq_ = appended_seq_;
+  durable_seq_ = appended_seq_;
   dirty_ = false;
   lock.unlock();
   if (!dir_synced) {

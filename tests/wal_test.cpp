@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -354,6 +355,120 @@ TEST_CASE("corruption in the middle refuses to open naming the offset, and repai
   CHECK(storage.sample_count() == 2);
 }
 
+TEST_CASE("resync after damage considers only records whose key a put could carry", "[wal]") {
+  // A record with a 1 MiB key after a damaged one: with max_key_bytes 64 KiB
+  // the resync does not consider it (a garbage length field there would
+  // cost a CRC over up to a gigabyte per offset otherwise), and finds the
+  // short record after it.
+  const std::string long_key(1 << 20, 'L');
+  std::string bytes = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {long_key, 3, 3.0}, {"c", 4, 4.0}});
+  const std::size_t damaged = log_of({{"a", 1, 1.0}}).size();
+  const std::size_t long_at = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}}).size();
+  const std::size_t c_at = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {long_key, 3, 3.0}}).size();
+  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
+  constexpr std::size_t kBound = 64 * 1024;
+
+  CHECK(metrics::find_next_log_record(bytes, damaged + 1) == long_at);  // unbounded
+  CHECK(metrics::find_next_log_record(bytes, damaged + 1, kBound) == c_at);
+
+  std::vector<Put> seen;
+  LogScan scan = metrics::scan_log(
+      bytes, true, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
+      kBound);
+  CHECK(scan.corrupt_offset == damaged);
+  CHECK(scan.skipped_bytes == c_at - damaged);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].key == "a");
+  CHECK(seen[1].key == "c");
+
+  // Sequential replay still accepts any key up to kMaxLogKeyBytes.
+  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
+  seen.clear();
+  scan = metrics::scan_log(
+      bytes, false, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
+      kBound);
+  CHECK(scan.corrupt_offset == std::string_view::npos);
+  CHECK(seen.size() == 4);
+}
+
+TEST_CASE("damage followed only by records longer than the resync bound is not taken for a torn tail",
+          "[wal]") {
+  // The resync cannot see the 100 KiB record after the damaged one; the
+  // bytes after the damage are more than one record a put can write, so
+  // they are not a torn tail to cut silently: opening refuses.
+  std::string bytes = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {std::string(100 * 1024, 'L'), 3, 3.0}});
+  const std::size_t damaged = log_of({{"a", 1, 1.0}}).size();
+  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
+  LogScan scan;
+  std::vector<Put> seen;
+  scan = metrics::scan_log(
+      bytes, false, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
+      64 * 1024);
+  CHECK(scan.corrupt_offset == damaged);
+  CHECK(seen.size() == 1);
+}
+
+TEST_CASE("a log holding a key longer than the default max_key_bytes replays normally", "[wal]") {
+  // Written by a server with a larger --max-line-bytes; a server with the
+  // default one must still restore it.
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  const std::string long_key(100 * 1024, 'k');
+  REQUIRE(long_key.size() > WalOptions().max_key_bytes);
+  {
+    Storage storage;
+    WalOptions options = options_for(path, &lines);
+    options.max_key_bytes = 200 * 1024;
+    Wal wal(options, storage);
+    logged_put(wal, "a", 1, 1.0);
+    logged_put(wal, long_key, 2, 2.0);
+    logged_put(wal, "b", 3, 3.0);
+  }
+  Storage restored;
+  Wal wal(options_for(path, &lines), restored);
+  CHECK(wal.replay_stats().records == 3);
+  CHECK(series(restored, long_key) == std::vector<Sample>{{2, 2.0}});
+  CHECK(series(restored, "b") == std::vector<Sample>{{3, 3.0}});
+  CHECK_FALSE(any_line_has(lines, "warning"));
+}
+
+TEST_CASE("a put whose key the log could not replay is refused and changes nothing", "[wal]") {
+  // Replay rejects a record with an empty key or one longer than
+  // kMaxLogKeyBytes as damage, so such a put is never acknowledged.
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  {
+    Storage storage;
+    Wal wal(options_for(path, &lines), storage);
+    uint64_t ticket = 0;
+    REQUIRE_FALSE(wal.put("", 1, 1.0, &ticket));
+    CHECK(storage.key_count() == 0);
+
+    // A key of kMaxLogKeyBytes + 1 bytes: untouched pages of an anonymous
+    // mapping, so the test costs no memory if the key is refused unread.
+    const std::size_t huge = std::size_t{metrics::kMaxLogKeyBytes} + 1;
+    void* p = ::mmap(nullptr, huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    CHECK_FALSE(wal.put(std::string_view(static_cast<const char*>(p), huge), 1, 1.0, &ticket));
+    ::munmap(p, huge);
+    CHECK(storage.key_count() == 0);
+
+    // In a batch, the puts before the unreplayable key are applied, the
+    // rest change nothing.
+    const std::vector<Storage::KeyedSample> batch = {{"a", 1, 1.0}, {"", 2, 2.0}, {"b", 3, 3.0}};
+    CHECK(wal.put_batch(batch.data(), batch.size(), &ticket) == 1);
+    CHECK(storage.key_count() == 1);
+    CHECK_FALSE(wal.failed());  // the log itself is fine
+    logged_put(wal, "c", 4, 4.0);
+  }
+  Storage restored;
+  Wal wal(options_for(path, &lines), restored);
+  CHECK(restored.key_count() == 2);
+  CHECK(series(restored, "c") == std::vector<Sample>{{4, 4.0}});
+}
+
 TEST_CASE("a file that is not a log is refused and left untouched", "[wal]") {
   TempDir dir;
   std::vector<std::string> lines;
@@ -424,6 +539,44 @@ TEST_CASE("compaction rewrites the log to the live samples and keeps puts made m
     REQUIRE(samples.size() == kPutsPerWriter);
     for (int i = 0; i < kPutsPerWriter; ++i) CHECK(samples[i] == Sample{i, i * 0.5});
   }
+}
+
+TEST_CASE("compaction through a symlinked data file rewrites the target and keeps the link",
+          "[wal]") {
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string target_dir = dir.file("real");
+  REQUIRE(std::filesystem::create_directory(target_dir));
+  const std::string target = target_dir + "/data.log";
+  const std::string link = dir.file("data.log");
+  std::filesystem::create_symlink("real/data.log", link);  // relative, as operators often make them
+  WalOptions options = options_for(link, &lines);
+  options.compact_min_bytes = std::numeric_limits<uint64_t>::max();  // only when asked
+  {
+    Storage storage;
+    Wal wal(options, storage);
+    for (int i = 0; i < 1000; ++i) logged_put(wal, "k", i % 10, i);
+    REQUIRE(wal.compact());
+    logged_put(wal, "after", 1, 1.0);  // appended to the rewritten file
+    CHECK(std::filesystem::is_symlink(link));
+    CHECK(std::filesystem::read_symlink(link) == "real/data.log");
+    CHECK_FALSE(std::filesystem::exists(link + ".rewrite"));
+    CHECK_FALSE(std::filesystem::exists(target + ".rewrite"));
+  }
+  CHECK(std::filesystem::is_symlink(link));
+  // The target holds the compacted log: 10 live samples and the later put.
+  std::vector<Put> live;
+  for (int s = 0; s < 10; ++s) live.push_back(Put{"k", s, 990.0 + s});
+  live.push_back(Put{"after", 1, 1.0});
+  CHECK(read_file(target) == log_of(live));
+
+  Storage restored;
+  Wal wal(options, restored);
+  CHECK(restored.sample_count() == 11);
+  std::vector<Sample> k = series(restored, "k");
+  REQUIRE(k.size() == 10);
+  for (int s = 0; s < 10; ++s) CHECK(k[s].value == 990.0 + s);
+  CHECK(series(restored, "after") == std::vector<Sample>{{1, 1.0}});
 }
 
 TEST_CASE("the log compacts itself in the background once it is twice the live data", "[wal]") {

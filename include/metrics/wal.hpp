@@ -19,13 +19,18 @@
 // valid record after it, is a torn tail (a crash mid-write): it is truncated
 // with a warning. One with a valid record after it is corruption in the
 // middle: opening refuses, naming the byte offset, unless `repair` is set,
-// which skips the damaged bytes and rewrites the file.
+// which skips the damaged bytes and rewrites the file. Looking for the next
+// valid record after a damaged one considers only keys a put can carry
+// (WalOptions::max_key_bytes), so that each damaged offset costs at most a
+// checksum over that many bytes, never over a gigabyte that a garbage length
+// field claims.
 #ifndef METRICS_WAL_HPP_
 #define METRICS_WAL_HPP_
 
 #include <sys/types.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -41,6 +46,7 @@
 #include <thread>
 
 #include "metrics/adaptive_mutex.hpp"
+#include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 #include "metrics/storage.hpp"
 
@@ -52,8 +58,9 @@ namespace metrics {
 
 inline constexpr std::string_view kLogMagic = "MTRCLOG1";
 inline constexpr std::size_t kLogRecordHeaderBytes = 24;
-// Longer keys cannot be put (a request line is far shorter); a larger length
-// field is corruption.
+// The longest key a record may hold: a larger length field is corruption,
+// and the Wal refuses a put with a longer key (the server also caps
+// --max-line-bytes here), so every record written can be replayed.
 inline constexpr uint32_t kMaxLogKeyBytes = 1u << 30;
 
 // CRC32C (Castagnoli) of `n` bytes, continuing from `crc` (0 to start).
@@ -75,8 +82,11 @@ struct LogRecord {
 };
 
 // Decodes the record at the start of `bytes`. Returns its length, or 0 if
-// `bytes` does not start with a whole valid record.
-std::size_t decode_log_record(std::string_view bytes, LogRecord* record);
+// `bytes` does not start with a whole valid record whose key is at most
+// `max_key_bytes` (clamped to kMaxLogKeyBytes) long. A longer length field
+// is rejected before any checksum is computed.
+std::size_t decode_log_record(std::string_view bytes, LogRecord* record,
+                              std::size_t max_key_bytes = kMaxLogKeyBytes);
 
 // What scan_log found.
 struct LogScan {
@@ -91,23 +101,33 @@ struct LogScan {
   // leaves zeros there: when every torn byte is zero (zero_bytes ==
   // torn_bytes), the log simply ended cleanly.
   std::size_t zero_bytes = 0;
-  // Offset of the first damaged record followed by valid ones, or npos.
+  // Offset of the first damaged record followed by valid ones (or by more
+  // bytes than one record can be: see scan_log), or npos.
   std::size_t corrupt_offset = std::string_view::npos;
   std::size_t skipped_bytes = 0;  // bytes skipped (only with repair)
 };
 
-// Finds the first offset at or after `from` where a valid record starts, or
-// npos.
-std::size_t find_next_log_record(std::string_view file, std::size_t from);
+// Finds the first offset at or after `from` where a valid record with a key
+// of at most `max_key_bytes` starts, or npos. Each offset costs at most a
+// checksum over kLogRecordHeaderBytes + max_key_bytes bytes.
+std::size_t find_next_log_record(std::string_view file, std::size_t from,
+                                 std::size_t max_key_bytes = kMaxLogKeyBytes);
 
 // Scans a whole log file (header included), calling on_record(const
 // LogRecord&) for each valid record in order. A file shorter than the header
 // that is a prefix of it (a crash while creating the file) is an empty log
-// with a torn tail. Corruption in the middle stops the scan at
-// corrupt_offset, unless `repair`, which skips to the next valid record and
-// goes on (skipped_bytes counts what was lost).
+// with a torn tail. Records read in sequence may have keys up to
+// kMaxLogKeyBytes; after a damaged record, the search for the next valid one
+// considers only keys up to `resync_max_key_bytes` (the longest key a put
+// can carry), which bounds its cost. Damage with no such record after it is
+// a torn tail when the bytes after it (zeros at the end aside) fit in one
+// record of that size; otherwise it is damage in the middle too, never cut
+// as a tail. Corruption in the middle stops the scan at corrupt_offset,
+// unless `repair`, which skips to the next valid record (or to the zeros at
+// the end) and goes on (skipped_bytes counts what was lost).
 template <typename OnRecord>
-LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
+LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record,
+                 std::size_t resync_max_key_bytes = kMaxLogKeyBytes) {
   LogScan scan;
   if (file.size() < kLogMagic.size()) {
     scan.header_ok = kLogMagic.substr(0, file.size()) == file;
@@ -116,6 +136,9 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
   }
   if (file.substr(0, kLogMagic.size()) != kLogMagic) return scan;
   scan.header_ok = true;
+  resync_max_key_bytes = std::min<std::size_t>(resync_max_key_bytes, kMaxLogKeyBytes);
+  const std::size_t last = file.find_last_not_of('\0');
+  const std::size_t data_end = last == std::string_view::npos ? 0 : last + 1;
   std::size_t pos = kLogMagic.size();
   LogRecord record;
   while (pos < file.size()) {
@@ -126,8 +149,17 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
       pos += n;
       continue;
     }
-    std::size_t next = find_next_log_record(file, pos + 1);
-    if (next == std::string_view::npos) break;  // a torn tail
+    std::size_t next = find_next_log_record(file, pos + 1, resync_max_key_bytes);
+    if (next == std::string_view::npos) {
+      // A write cut short leaves at most one record, then zeros allocated
+      // ahead. More than that is damage (or records with longer keys than
+      // the resync considers, from a larger line limit): cutting it as a
+      // tail could drop valid records without a word.
+      if (data_end <= pos || data_end - pos <= kLogRecordHeaderBytes + resync_max_key_bytes) {
+        break;  // a torn tail
+      }
+      next = data_end;
+    }
     if (scan.corrupt_offset == std::string_view::npos) scan.corrupt_offset = pos;
     if (!repair) {
       scan.end = pos;
@@ -138,8 +170,6 @@ LogScan scan_log(std::string_view file, bool repair, OnRecord&& on_record) {
   }
   scan.end = pos;
   scan.torn_bytes = file.size() - pos;
-  const std::size_t last = file.find_last_not_of('\0');
-  const std::size_t data_end = last == std::string_view::npos ? 0 : last + 1;
   scan.zero_bytes = file.size() - std::max(data_end, pos);
   return scan;
 }
@@ -173,6 +203,11 @@ struct WalOptions {
   // Silences the restore and compaction lines; warnings and errors are
   // still logged.
   bool quiet = false;
+  // The longest key a put can carry (the server sets it from
+  // --max-line-bytes). Bounds the search for the next valid record after a
+  // damaged one, at start: a record with a longer key is replayed in
+  // sequence, but not found after damage. Clamped to kMaxLogKeyBytes.
+  std::size_t max_key_bytes = kDefaultMaxLineBytes;
 };
 
 // What opening the log restored.
@@ -201,11 +236,18 @@ class LogTail;
 // sessions committing at the same time share one fdatasync: group commit.
 // With kEverySec and kNo, commit() returns at once.
 //
-// When space cannot be allocated (ENOSPC, EFBIG) or a sync fails (EIO), the
-// Wal refuses every new put (put returns false) and the puts waiting in
-// commit() fail, until the syncer's retry (once a second) allocates and syncs
-// again: as Redis refuses writes while its AOF cannot be written. Gets are
-// never affected.
+// When space cannot be allocated (ENOSPC, EFBIG), the Wal refuses every new
+// put (put returns false, changing nothing) until the syncer's retry (once a
+// second) allocates and syncs again: as Redis refuses writes while its AOF
+// cannot be written. Gets are never affected. The records appended before
+// the failure sit in allocated space, so with kAlways commit() still syncs
+// them and they are acknowledged. A failed sync (EIO) with kEverySec also
+// makes the Wal refuse puts until a retry syncs. With kAlways a failed sync
+// ends the process (one log line, then exit status 1), as PostgreSQL and
+// Redis's `appendfsync always` do: the puts it covered are applied in memory
+// but the kernel may have dropped their pages, and a later sync can report
+// success without them, so neither acknowledging nor refusing them would be
+// true. At the next start, replay restores what the file holds.
 //
 // Thread-safe.
 class Wal {
@@ -225,20 +267,24 @@ class Wal {
   Wal& operator=(const Wal&) = delete;
 
   // Applies a put to the storage and appends its record to the log.
-  // Returns false, changing nothing, while the log is failing; otherwise
-  // sets `*ticket` to what commit() waits on before the put may be
-  // acknowledged.
+  // Returns false, changing nothing, while the log is failing or when the
+  // key is one no record can hold (empty, or longer than kMaxLogKeyBytes);
+  // otherwise sets `*ticket` to what commit() waits on before the put may
+  // be acknowledged.
   bool put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket);
 
   // Applies `puts` in order as put() would, taking the log's lock once for
   // all of them. Returns how many were applied: all, or a prefix when the
-  // log failed part way (the rest changed nothing). Their tickets are
+  // log failed part way or a put's key could not be logged (the rest changed
+  // nothing). Their tickets are
   // consecutive, the last in `*last_ticket`.
   std::size_t put_batch(const Storage::KeyedSample* puts, std::size_t n, uint64_t* last_ticket);
 
   // Blocks until the records up to `ticket` are synced (kAlways; with the
-  // other policies they already count once appended), or the log has failed.
-  // Returns the highest ticket that is acknowledgeable.
+  // other policies they already count once appended), also while the log is
+  // refusing new puts. Returns the highest ticket that is acknowledgeable,
+  // which is at least `ticket` when `ticket` came from put or put_batch.
+  // With kAlways, a failed sync ends the process (see above).
   uint64_t commit(uint64_t ticket);
 
   // Rewrites the log from storage now, in the calling thread. Returns false
@@ -254,7 +300,7 @@ class Wal {
  private:
   // Logs one line; an `info` line is dropped when options_.quiet.
   void log(const std::string& line, bool info = false) const;
-  // Returns the opened and locked data file.
+  // Returns the opened and locked data file; sets file_path_ and tmp_path_.
   std::shared_ptr<Fd> open_and_lock();
   // Replays `file` and makes the tail that appends to it.
   void replay(std::shared_ptr<Fd> file);
@@ -264,13 +310,26 @@ class Wal {
   void fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err);
   // The syncer's attempt to make a failed log writable again.
   void retry();
+  // Leads one group-commit sync of every record appended so far: marks
+  // leading_, syncs with mu_ released, then updates durable_seq_ and wakes
+  // the waiters. Returns 0 or the errno of the failed sync; with kAlways a
+  // failed sync ends the process instead. REQUIRES: mu_ held by `lock`, no
+  // other thread leading.
+  int sync_leading(std::unique_lock<AdaptiveMutex>& lock);
+  // With kAlways: logs that a sync of the log failed and ends the process
+  // with status 1 (std::_Exit: no destructor runs, no answer is sent).
+  [[noreturn]] void sync_failed_fatally(int err) const;
   void syncer_loop();
   void compactor_loop();
   bool should_compact();
 
   const WalOptions options_;
   Storage& storage_;
-  const std::string tmp_path_;
+  // The file options_.path names, symlinks resolved: a compaction writes
+  // tmp_path_ beside it and renames it over it, so that a symlinked path
+  // stays a link to the rewritten file. Set while opening.
+  std::string file_path_;
+  std::string tmp_path_;
   ReplayStats replay_;
 
   mutable std::mutex log_mu_;
@@ -296,8 +355,31 @@ class Wal {
   uint64_t samples_counted_ = 0;  // guarded by mu_: storage's sample count, last taken
 
   std::atomic<uint64_t> compactions_{0};
-  std::thread syncer_;
-  std::thread compactor_;
+
+  // The background threads. Destroying it stops and joins every thread
+  // started, so if the constructor throws after starting one (a thread
+  // that cannot start throws std::system_error), the Wal's members are
+  // destroyed with no joinable std::thread left, which would call
+  // std::terminate. Declared last: destroyed first, while the members the
+  // threads use still exist.
+  class Threads {
+   public:
+    explicit Threads(Wal& wal) : wal_(wal) {}
+    ~Threads() { stop_and_join(); }
+    Threads(const Threads&) = delete;
+    Threads& operator=(const Threads&) = delete;
+    // Starts (wal.*loop)() in a new thread. Throws std::system_error if it
+    // cannot start; the threads already started keep running.
+    void start(void (Wal::*loop)());
+    // Sets stop_, wakes and joins every thread started. Idempotent.
+    void stop_and_join();
+
+   private:
+    Wal& wal_;
+    std::array<std::thread, 2> threads_;  // the syncer and the compactor
+    std::size_t started_ = 0;
+  };
+  Threads threads_{*this};
 };
 
 }  // namespace metrics
