@@ -227,6 +227,9 @@ int main(int argc, char** argv) {
       // Replayed before listening: no client sees a half-restored store.
       metrics::parse_fsync_policy(fsync_policy, &wal_options.fsync);
       wal_options.quiet = options.quiet;
+      // No key can be longer than a request line: what a resync after damage
+      // looks for.
+      wal_options.max_key_bytes = options.max_line_bytes;
       wal_options.log = [](std::string_view line) { log_line(std::string(line)); };
       wal = std::make_unique<metrics::Wal>(wal_options, storage);
     }

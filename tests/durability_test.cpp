@@ -569,6 +569,38 @@ TEST_CASE("a second server on the same data file refuses to start", "[durability
   CHECK(first->stop(SIGTERM).exit_code == 0);
 }
 
+TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes allows",
+          "[durability]") {
+  // The resync after damage considers keys as long as a request line can
+  // carry: the server hands its --max-line-bytes to the log.
+  TempDir dir;
+  const std::string path = dir.file("data.log");
+  const std::string long_key(100000, 'k');
+  const std::vector<std::string> args = {"--data-file", path, "--max-line-bytes", "200000"};
+  uint16_t port = 0;
+  auto server = start_server(args, &port);
+  {
+    metrics::Client client("127.0.0.1", port, 10.0);
+    client.put("a", 1, 1);
+    client.put(long_key, 2, 2);
+    client.put("c", 3, 3);
+  }
+  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+
+  std::string bytes = read_file(path);
+  REQUIRE(bytes.size() == 8 + 25 + (24 + long_key.size()) + 25);
+  bytes[8 + 20] = static_cast<char>(bytes[8 + 20] ^ 0x01);  // record "a"'s value
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+
+  std::vector<std::string> repair_args = args;
+  repair_args.push_back("--repair");
+  server = start_server(repair_args, &port);
+  CHECK(stored(port, "a").empty());
+  CHECK(stored(port, long_key) == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  CHECK(server->stop(SIGTERM).exit_code == 0);
+}
+
 TEST_CASE("a data file corrupt in the middle stops the server unless --repair", "[durability]") {
   TempDir dir;
   const std::string path = dir.file("data.log");
