@@ -393,18 +393,24 @@ TEST_CASE("signals interrupting every thread of the server do not disturb a sess
     for (int t = 0; t < 200; ++t) {
       expected_get += "key7 " + metrics::format_value(t * 0.5) + " " + std::to_string(t) + "\n";
     }
-    for (int round = 0; round < 100; ++round) {
+    // At least 100 rounds, and on until more than 100 signals have landed
+    // however the threads were scheduled; bounded by the deadline.
+    const auto give_up = Clock::now() + kDeadline;
+    int rounds = 0;
+    for (; rounds < 100 || (signals.load() <= 100 && Clock::now() < give_up); ++rounds) {
       RawConnection c(server.port());
-      put_and_check(c, "r" + std::to_string(round) + "_", 5);
+      put_and_check(c, "r" + std::to_string(rounds) + "_", 5);
       c.send("get key7\n");
       REQUIRE(c.read_answers() == "ok\n" + expected_get + "\n");
     }
     done.store(true);
     bomber.join();
-    std::fprintf(stderr, "[measure] EINTR test: %ld signals delivered to the server's threads\n",
-                 signals.load());
+    std::fprintf(stderr,
+                 "[measure] EINTR test: %ld signals delivered to the server's threads in %d "
+                 "rounds\n",
+                 signals.load(), rounds);
     CHECK(signals.load() > 100);
-    CHECK(server.storage().key_count() == 50 + 100 * 5);
+    CHECK(server.storage().key_count() == 50 + static_cast<std::size_t>(rounds) * 5);
   }
   ::sigaction(SIGUSR1, &previous, nullptr);
 }
@@ -493,15 +499,26 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
   // Existing sessions still answer.
   put_and_check(*conns[0], "first", 3);
 
-  // It waits without spinning: CPU time over a one-second window.
-  double cpu_before = cpu_seconds(server.pid());
-  auto wall_before = Clock::now();
-  ::poll(nullptr, 0, 1000);  // a measurement window, not a synchronisation
-  double wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
-  double ratio = (cpu_seconds(server.pid()) - cpu_before) / wall;
+  // It waits without spinning. A spinning server uses all the CPU it gets,
+  // a waiting one next to none; but the server may still be busy for a while
+  // with work that is not spinning (a ThreadSanitizer build starting its
+  // session threads). So half-second windows are measured until one shows
+  // it using less than half a core, and a server that never settles fails
+  // at the deadline. (A window only ever takes longer on a loaded machine,
+  // which lowers the ratio of a server that waits.)
+  double ratio = 1;
+  double wall = 0;
+  const bool settled = wait_until([&] {
+    const double cpu_before = cpu_seconds(server.pid());
+    const auto wall_before = Clock::now();
+    ::poll(nullptr, 0, 500);  // a measurement window, not a synchronisation
+    wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
+    ratio = (cpu_seconds(server.pid()) - cpu_before) / wall;
+    return ratio < 0.5;
+  });
   std::fprintf(stderr, "[measure] EMFILE back-off: server CPU %.1f%% of one core over %.2f s\n",
                ratio * 100, wall);
-  CHECK(ratio < 0.5);
+  CHECK(settled);
 
   // A connection still in the backlog asks; closing early sessions frees
   // descriptors and it is accepted and answered.
@@ -511,6 +528,21 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
   for (int i = 20; i < kConnections; ++i) {
     put_and_check(*conns[static_cast<std::size_t>(i)], "later" + std::to_string(i) + "_", 1);
   }
+
+  // Every failed accept is logged once. A server that retried without
+  // backing off would have logged thousands of them, however little CPU a
+  // loaded machine gave it; one that backs off (10 ms doubling to 1 s, and
+  // once more whenever sessions end) logs a few dozen at most in the time
+  // this test can take.
+  const std::string log = server.process.stop(SIGKILL).err;
+  std::size_t retries = 0;
+  for (std::size_t at = log.find("retrying in"); at != std::string::npos;
+       at = log.find("retrying in", at + 1)) {
+    ++retries;
+  }
+  std::fprintf(stderr, "[measure] EMFILE back-off: %zu failed accepts logged\n", retries);
+  CHECK(retries >= 1);
+  CHECK(retries < 200);
 }
 
 TEST_CASE("a session thread that cannot be started closes that one connection only",
@@ -591,8 +623,13 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   CHECK(result.err.find("closing " + std::to_string(kClients) + " session(s)") !=
         std::string::npos);
   CHECK(result.err.find("stopped") != std::string::npos);
-  CHECK(seconds < 10);
-  for (Fd& fd : clients) REQUIRE(closed_by_peer(fd.get(), 1000));
+  // How soon it exits is measured, not asserted: stop() fails the test if
+  // the server is still running after its deadline. The server's exit closed
+  // every connection; the generous wait only bounds a loopback that is slow
+  // to deliver the closes on a loaded machine.
+  for (Fd& fd : clients) {
+    REQUIRE(closed_by_peer(fd.get(), static_cast<int>(kDeadline.count())));
+  }
 }
 
 TEST_CASE("SIGPIPE sent to the server does not kill it", "[hardening][signals]") {
