@@ -224,20 +224,24 @@ TEST_CASE("the idle timeout closes idle and slow-loris clients but not active on
           "[hardening][limits]") {
   ServerOptions options;
   options.idle_timeout_seconds = 0.3;
+  const auto timeout = std::chrono::milliseconds(300);
   TestServer server(options);
 
   SECTION("a client that sends nothing is closed") {
+    // Read before connecting: the server's clock starts after its accept, so
+    // however late the test runs, a bug that closes early still shows here.
+    // (The margin is the kernel timer's tick.)
+    const auto start = Clock::now();
     RawConnection idle(server.port());
-    auto start = Clock::now();
     CHECK(idle.read_until_close().empty());
-    // Never before its time: the limit is a lower bound by construction.
-    CHECK(Clock::now() - start >= std::chrono::milliseconds(250));
+    CHECK(Clock::now() - start >= timeout - std::chrono::milliseconds(50));
   }
   SECTION("a client trickling a line that never ends is closed") {
     RawConnection loris(server.port());
     bool closed = false;
     // One byte every 50 ms keeps the socket busy well inside the 0.3 s
     // receive timeout; only the "no complete request" rule can close it.
+    // Bounded by a count (at least 10 s), not by how late the close comes.
     for (int i = 0; i < 200 && !closed; ++i) {
       if (::send(loris.fd(), "g", 1, MSG_NOSIGNAL) != 1) {
         closed = true;
@@ -248,13 +252,57 @@ TEST_CASE("the idle timeout closes idle and slow-loris clients but not active on
     CHECK(closed);
   }
   SECTION("a client completing a request more often than the timeout stays open") {
-    RawConnection active(server.port());
-    // About 1.2 s, four times the timeout, one request every 100 ms.
-    for (int i = 0; i < 12; ++i) {
-      put_and_check(active, "active" + std::to_string(i) + "_", 1);
-      CHECK_FALSE(closed_by_peer(active.fd(), 100));
+    // The client puts every 20 ms or so. Were the test to stall for a whole
+    // timeout between two puts (a loaded machine, a sanitizer), the server
+    // would rightly close: so the test does not assume it never stalls. It
+    // knows when it sent each request; the server's idle clock for the next
+    // one starts only after it answered the last, so a close noticed less
+    // than a timeout after the last answered request was sent is a close too
+    // early, whatever the scheduling. A rightful close starts the stretch
+    // again on a new connection. The test passes once one connection stayed
+    // open while active for four timeouts.
+    const auto stretch = 4 * timeout;
+    const auto give_up = Clock::now() + 3 * kDeadline;
+    int closes = 0;
+    bool kept_open = false;
+    for (int attempt = 0; !kept_open && Clock::now() < give_up; ++attempt) {
+      // Read before connecting: the server's clock starts after its accept.
+      const auto opened = Clock::now();
+      RawConnection active(server.port());
+      auto last_answered_sent = opened;
+      bool closed = false;
+      for (int i = 0; !closed && Clock::now() - opened < stretch; ++i) {
+        const auto sent = Clock::now();
+        const std::string key = "active" + std::to_string(attempt) + "_" + std::to_string(i);
+        std::string answer;
+        try {
+          active.send("put " + key + " 1 1\n");
+          answer = active.read_answers();
+        } catch (const std::runtime_error&) {
+          closed = true;  // the server closed (end of stream or reset)
+        }
+        if (!closed) {
+          REQUIRE(answer == "ok\n\n");
+          last_answered_sent = sent;
+          closed = closed_by_peer(active.fd(), 20);
+        }
+        if (closed) {
+          const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(
+              Clock::now() - last_answered_sent);
+          INFO("closed " << quiet.count() << " ms after the last answered request was sent");
+          REQUIRE(quiet.count() >= timeout.count());
+          ++closes;
+        }
+      }
+      kept_open = !closed;
     }
-    put_and_check(active, "last", 1);
+    if (closes > 0) {
+      std::fprintf(stderr,
+                   "[measure] idle timeout: %d rightful close(s) after the test stalled for a "
+                   "whole timeout\n",
+                   closes);
+    }
+    CHECK(kept_open);
   }
   CHECK(wait_until([&] { return server.server().session_count() <= 1; }));
 }
@@ -345,18 +393,24 @@ TEST_CASE("signals interrupting every thread of the server do not disturb a sess
     for (int t = 0; t < 200; ++t) {
       expected_get += "key7 " + metrics::format_value(t * 0.5) + " " + std::to_string(t) + "\n";
     }
-    for (int round = 0; round < 100; ++round) {
+    // At least 100 rounds, and on until more than 100 signals have landed
+    // however the threads were scheduled; bounded by the deadline.
+    const auto give_up = Clock::now() + kDeadline;
+    int rounds = 0;
+    for (; rounds < 100 || (signals.load() <= 100 && Clock::now() < give_up); ++rounds) {
       RawConnection c(server.port());
-      put_and_check(c, "r" + std::to_string(round) + "_", 5);
+      put_and_check(c, "r" + std::to_string(rounds) + "_", 5);
       c.send("get key7\n");
       REQUIRE(c.read_answers() == "ok\n" + expected_get + "\n");
     }
     done.store(true);
     bomber.join();
-    std::fprintf(stderr, "[measure] EINTR test: %ld signals delivered to the server's threads\n",
-                 signals.load());
+    std::fprintf(stderr,
+                 "[measure] EINTR test: %ld signals delivered to the server's threads in %d "
+                 "rounds\n",
+                 signals.load(), rounds);
     CHECK(signals.load() > 100);
-    CHECK(server.storage().key_count() == 50 + 100 * 5);
+    CHECK(server.storage().key_count() == 50 + static_cast<std::size_t>(rounds) * 5);
   }
   ::sigaction(SIGUSR1, &previous, nullptr);
 }
@@ -445,15 +499,26 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
   // Existing sessions still answer.
   put_and_check(*conns[0], "first", 3);
 
-  // It waits without spinning: CPU time over a one-second window.
-  double cpu_before = cpu_seconds(server.pid());
-  auto wall_before = Clock::now();
-  ::poll(nullptr, 0, 1000);  // a measurement window, not a synchronisation
-  double wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
-  double ratio = (cpu_seconds(server.pid()) - cpu_before) / wall;
+  // It waits without spinning. A spinning server uses all the CPU it gets,
+  // a waiting one next to none; but the server may still be busy for a while
+  // with work that is not spinning (a ThreadSanitizer build starting its
+  // session threads). So half-second windows are measured until one shows
+  // it using less than half a core, and a server that never settles fails
+  // at the deadline. (A window only ever takes longer on a loaded machine,
+  // which lowers the ratio of a server that waits.)
+  double ratio = 1;
+  double wall = 0;
+  const bool settled = wait_until([&] {
+    const double cpu_before = cpu_seconds(server.pid());
+    const auto wall_before = Clock::now();
+    ::poll(nullptr, 0, 500);  // a measurement window, not a synchronisation
+    wall = std::chrono::duration<double>(Clock::now() - wall_before).count();
+    ratio = (cpu_seconds(server.pid()) - cpu_before) / wall;
+    return ratio < 0.5;
+  });
   std::fprintf(stderr, "[measure] EMFILE back-off: server CPU %.1f%% of one core over %.2f s\n",
                ratio * 100, wall);
-  CHECK(ratio < 0.5);
+  CHECK(settled);
 
   // A connection still in the backlog asks; closing early sessions frees
   // descriptors and it is accepted and answered.
@@ -463,13 +528,45 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
   for (int i = 20; i < kConnections; ++i) {
     put_and_check(*conns[static_cast<std::size_t>(i)], "later" + std::to_string(i) + "_", 1);
   }
+
+  // Every failed accept is logged once. A server that retried without
+  // backing off would have logged thousands of them, however little CPU a
+  // loaded machine gave it; one that backs off (10 ms doubling to 1 s, and
+  // once more whenever sessions end) logs a few dozen at most in the time
+  // this test can take.
+  const std::string log = server.process.stop(SIGKILL).err;
+  std::size_t retries = 0;
+  for (std::size_t at = log.find("retrying in"); at != std::string::npos;
+       at = log.find("retrying in", at + 1)) {
+    ++retries;
+  }
+  std::fprintf(stderr, "[measure] EMFILE back-off: %zu failed accepts logged\n", retries);
+  CHECK(retries >= 1);
+  CHECK(retries < 200);
 }
 
 TEST_CASE("a session thread that cannot be started closes that one connection only",
           "[hardening][faults]") {
-  // Makes pthread_create fail for real: new threads of this process get a
-  // stack larger than the address space until the guard restores the
-  // default.
+  // The test makes pthread_create fail for real by giving new threads a
+  // stack larger than the address space. That is a setting of the whole
+  // process: any thread started meanwhile fails too (a sanitizer runtime's,
+  // say), and a restore that went wrong would fail the threads of every test
+  // after it. So it runs in a test process of its own.
+  if (!metrics::test::in_child_test_process()) {
+    metrics::test::ProcessResult child =
+        metrics::test::run_test_case_in_child(Catch::getResultCapture().getCurrentTestName());
+    // The child's report, without its closing count line, which would read
+    // as this run's own last line.
+    const std::size_t count_line = child.out.rfind(" passed, ");
+    INFO("child test process:\n" << child.out.substr(0, child.out.rfind('\n', count_line)) << "\n"
+                                  << child.err);
+    CHECK(child.exit_code == 0);
+    CHECK(child.out.find("\n1 passed, 0 failed\n") != std::string::npos);
+    return;
+  }
+
+  // In the child: the default is restored when the guard ends, so that the
+  // server can be seen to start sessions again.
   struct StackGuard {
     StackGuard() {
       pthread_attr_t attr;
@@ -526,8 +623,13 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   CHECK(result.err.find("closing " + std::to_string(kClients) + " session(s)") !=
         std::string::npos);
   CHECK(result.err.find("stopped") != std::string::npos);
-  CHECK(seconds < 10);
-  for (Fd& fd : clients) REQUIRE(closed_by_peer(fd.get(), 1000));
+  // How soon it exits is measured, not asserted: stop() fails the test if
+  // the server is still running after its deadline. The server's exit closed
+  // every connection; the generous wait only bounds a loopback that is slow
+  // to deliver the closes on a loaded machine.
+  for (Fd& fd : clients) {
+    REQUIRE(closed_by_peer(fd.get(), static_cast<int>(kDeadline.count())));
+  }
 }
 
 TEST_CASE("SIGPIPE sent to the server does not kill it", "[hardening][signals]") {

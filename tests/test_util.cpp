@@ -429,6 +429,27 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::vecto
   return collect(pid, out, err, "", deadline);
 }
 
+namespace {
+
+constexpr char kChildTestVariable[] = "METRICS_TEST_IN_CHILD";
+
+}  // namespace
+
+bool in_child_test_process() { return std::getenv(kChildTestVariable) != nullptr; }
+
+ProcessResult run_test_case_in_child(const std::string& name, std::chrono::milliseconds deadline) {
+  // Catch reads the argument as a test spec: its special characters are
+  // escaped so that it matches exactly the test case of that name.
+  std::string spec;
+  for (char c : name) {
+    if (std::strchr("\\,[]*\"~", c) != nullptr) spec.push_back('\\');
+    spec.push_back(c);
+  }
+  // Executed after the fork, /proc/self/exe is this very binary, however it
+  // was started.
+  return run_process({"/proc/self/exe", spec}, {std::string(kChildTestVariable) + "=1"}, deadline);
+}
+
 // Started in the body, not the initializer list: out_ and err_ are declared
 // after pid_, so spawn() must not fill them before they are constructed.
 ChildProcess::ChildProcess(const std::vector<std::string>& argv,

@@ -211,6 +211,19 @@ ProcessResult run_process(const std::vector<std::string>& argv,
                           const std::vector<std::string>& env = {},
                           std::chrono::milliseconds deadline = kDeadline);
 
+// Whether this test binary was started by run_test_case_in_child().
+bool in_child_test_process();
+
+// Runs the one test case named `name` of this very test binary in a child
+// process (bounded by `deadline`) and returns its result; its last line of
+// stdout is "N passed, M failed". For a test that changes state of the whole
+// process (the default thread stack size, a signal disposition), which must
+// not leak into the tests that run after it: the test case calls this when
+// in_child_test_process() is false, checks the result, and does its real
+// work only when it is true.
+ProcessResult run_test_case_in_child(const std::string& name,
+                                     std::chrono::milliseconds deadline = 3 * kDeadline);
+
 // A child process started in the background, killed by PID on destruction.
 class ChildProcess {
  public:
