@@ -1,4 +1,4 @@
-// Tests of metrics-cli run as a process (PROTOCOL.md, "The command-line
+// Tests of metrics-cli run as a process (docs/protocol.md, "The command-line
 // tool"), against an in-process TestServer or a scripted FakeServer.
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -86,7 +86,7 @@ TEST_CASE("metrics-cli put without a timestamp stores the current time", "[cli]"
   CHECK(get.out == "palm.cpu 10.0 " + std::to_string(samples[0].timestamp) + "\n");
 }
 
-// PROTOCOL.md, "The command-line tool": lines exactly as the server sent
+// docs/protocol.md, "The command-line tool": lines exactly as the server sent
 // them, keys in the server's order, nothing for no match.
 TEST_CASE("metrics-cli get prints KEY VALUE TIMESTAMP lines in the server's order", "[cli]") {
   TestServer server;
@@ -126,7 +126,7 @@ TEST_CASE("metrics-cli takes options before or after the subcommand", "[cli]") {
   CHECK(get.out == "a 1.0 1\nb 2.0 2\nc 3.0 3\n");
 }
 
-// PROTOCOL.md, "The command-line tool": the design's own lines work
+// docs/protocol.md, "The command-line tool": the design's own lines work
 // verbatim once METRICS_HOST/METRICS_PORT name the server.
 TEST_CASE("metrics-cli defaults to METRICS_HOST and METRICS_PORT", "[cli]") {
   TestServer server;
@@ -156,7 +156,7 @@ TEST_CASE("metrics-cli --port and --host override the environment", "[cli]") {
   CHECK(get.out == "k 1.0 1\n");
 }
 
-// PROTOCOL.md, "The command-line tool": a host name is tried on every
+// docs/protocol.md, "The command-line tool": a host name is tried on every
 // address it resolves to (localhost may give ::1 first; the server is on
 // 127.0.0.1 only).
 TEST_CASE("metrics-cli reaches a server by host name", "[cli]") {
@@ -294,7 +294,7 @@ TEST_CASE("metrics-cli reports a refused connection with exit 1", "[cli]") {
                      ": Connection refused\n");
 }
 
-// PROTOCOL.md, "The command-line tool": exit 2 on a usage error, and then
+// docs/protocol.md, "The command-line tool": exit 2 on a usage error, and then
 // nothing is sent.
 TEST_CASE("metrics-cli exits 2 on a usage error and stores nothing", "[cli]") {
   TestServer server;

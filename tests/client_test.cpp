@@ -41,7 +41,7 @@ constexpr double kTimeout = 10.0;
 // ---------------------------------------------------------------------------
 // Against a scripted fake server
 
-// PROTOCOL.md, "Client library contract": the client reads until the "\n\n"
+// docs/protocol.md, "Client library contract": the client reads until the "\n\n"
 // however the bytes are split.
 TEST_CASE("the client reads answers that arrive one byte per packet", "[client]") {
   FakeServer fake({reply_bytewise("ok\n\n"),
@@ -56,7 +56,7 @@ TEST_CASE("the client reads answers that arrive one byte per packet", "[client]"
   CHECK(client.get("nothing").empty());
 }
 
-// PROTOCOL.md, "Client library contract": every malformed answer is a
+// docs/protocol.md, "Client library contract": every malformed answer is a
 // ClientError naming the problem.
 TEST_CASE("every malformed answer to get is a ClientError that names the problem", "[client]") {
   struct Case {
@@ -108,7 +108,7 @@ TEST_CASE("an answer to put other than ok is a ClientError", "[client]") {
   CHECK_THROWS_WITH(client.put("k", 1.0, 1), Contains(c.problem));
 }
 
-// PROTOCOL.md, "Limits and bad peers": clients treat every error status as a
+// docs/protocol.md, "Limits and bad peers": clients treat every error status as a
 // failure and show its reason. The session is still in step, so it is kept.
 TEST_CASE("a server error is a ClientError with its reason and keeps the connection", "[client]") {
   FakeServer fake({reply("error\nwrong command\n\n"), reply("error\nwrong command\n\n"),
@@ -184,7 +184,7 @@ TEST_CASE("a huge timeout is accepted and waits as long as it can", "[client]") 
   CHECK(client.get("k") == Metrics{{"k", {{1, 1.5}}}});
 }
 
-// PROTOCOL.md, "Client library contract": the client never reads past the
+// docs/protocol.md, "Client library contract": the client never reads past the
 // "\n\n" that ends one answer.
 TEST_CASE("two answers in one packet serve two calls", "[client]") {
   // Both answers go out in one send, as a reply to the first request.
@@ -194,7 +194,7 @@ TEST_CASE("two answers in one packet serve two calls", "[client]") {
   CHECK(client.get("k") == Metrics{{"k", {{1, 1.0}, {2, 2.0}}}});
 }
 
-// PROTOCOL.md, "Client library contract": bad arguments are refused before
+// docs/protocol.md, "Client library contract": bad arguments are refused before
 // anything is sent.
 TEST_CASE("invalid puts and gets throw before anything is sent", "[client]") {
   FakeServer fake;

@@ -1,4 +1,4 @@
-// Hardening: limits, bad peers and faults (issue 3, PROTOCOL.md "Limits and
+// Hardening: limits, bad peers and faults (issue 3, docs/protocol.md "Limits and
 // bad peers"). Each test provokes one fault against a real server — in this
 // process, or a child metrics-server when memory, descriptors, CPU time or
 // signals of the server process itself are what is checked — and asserts the
@@ -153,7 +153,7 @@ void put_and_check(RawConnection& c, const std::string& prefix, int requests) {
 // ---------------------------------------------------------------------------
 // Limits
 
-// PROTOCOL.md, Limits: a line over the limit gets one wrong-command answer,
+// docs/protocol.md, Limits: a line over the limit gets one wrong-command answer,
 // is discarded without being buffered, and the session goes on.
 TEST_CASE("a 100 MB request line gets one wrong command and leaves the server's memory as it was",
           "[hardening][limits]") {
@@ -348,7 +348,7 @@ TEST_CASE("a client that goes away at any moment ends only its own session",
   CHECK(server.storage().key_count() == 200 + 1 + 3);  // "put half 1" stored nothing
 }
 
-// PROTOCOL.md, Fine print: after a half-close every complete line is
+// docs/protocol.md, Fine print: after a half-close every complete line is
 // answered, the unterminated tail is dropped, and the server closes.
 TEST_CASE("after a half-close the client still gets every answer and then EOF",
           "[hardening][faults]") {
@@ -417,7 +417,7 @@ TEST_CASE("signals interrupting every thread of the server do not disturb a sess
 
 TEST_CASE("a client that never reads its answers blocks only its own session",
           "[hardening][faults]") {
-  // PROTOCOL.md, Fine print: one client can never stall another.
+  // docs/protocol.md, Fine print: one client can never stall another.
   TestServer server;
   fill(server.storage(), 500, 100);
   RawConnection probe(server.port());

@@ -1,4 +1,4 @@
-// Table tests of the pure protocol code against PROTOCOL.md, row by row: the
+// Table tests of the pure protocol code against docs/protocol.md, row by row: the
 // request parser, number parsing and printing, answer formatting, the line
 // splitter and the client's answer parser. No sockets.
 #include "metrics/protocol.hpp"
@@ -98,7 +98,7 @@ constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 // Requests
 
 TEST_CASE("well-formed put and get requests are accepted with their fields", "[protocol][parse]") {
-  // PROTOCOL.md "Requests": put has exactly three arguments, get exactly one;
+  // docs/protocol.md "Requests": put has exactly three arguments, get exactly one;
   // tokens are separated by runs of spaces and tabs, leading and trailing ones
   // ignored; "Transport": one '\r' before the '\n' is ignored; "Fine print":
   // every byte but space, tab and '\r' is an ordinary key byte, returned as is.
@@ -166,7 +166,7 @@ TEST_CASE("the key of a parsed request points into the line it was parsed from",
 }
 
 TEST_CASE("blank and whitespace-only lines are empty requests", "[protocol][parse]") {
-  // PROTOCOL.md "Requests": an empty line, or one of only spaces and tabs
+  // docs/protocol.md "Requests": an empty line, or one of only spaces and tabs
   // (after the '\r' rule), is skipped and gets no answer.
   const std::vector<std::string> rows = {"", " ", "\t", "  \t \t  ", "\r", " \t\r", "\t\r"};
   for (const std::string& line : rows) {
@@ -176,7 +176,7 @@ TEST_CASE("blank and whitespace-only lines are empty requests", "[protocol][pars
 }
 
 TEST_CASE("malformed requests are invalid", "[protocol][parse]") {
-  // PROTOCOL.md "Requests": an unknown command, `PUT`, a missing or extra
+  // docs/protocol.md "Requests": an unknown command, `PUT`, a missing or extra
   // argument, a bad value or timestamp is answered `wrong command`.
   const std::vector<std::string> rows = {
       // Unknown commands and case-sensitivity.
@@ -212,7 +212,7 @@ TEST_CASE("malformed requests are invalid", "[protocol][parse]") {
       "get\rk",
       "put\xc2\xa0k 1 2",
       // A '\r' anywhere but right before the end is an ordinary token byte,
-      // which makes a key or number invalid (PROTOCOL.md "Fine print").
+      // which makes a key or number invalid (docs/protocol.md "Fine print").
       "get k\r\r",
       "get k\rx",
       "get \rk",
@@ -347,7 +347,7 @@ TEST_CASE("the fast path for common puts agrees with the general parser", "[prot
 }
 
 TEST_CASE("values that are finite decimal numbers are accepted", "[protocol][parse][value]") {
-  // PROTOCOL.md "Requests" (value) and "Fine print" (sign, leading zeros,
+  // docs/protocol.md "Requests" (value) and "Fine print" (sign, leading zeros,
   // underflow rounds to zero or a subnormal and is accepted).
   struct Row {
     std::string text;
@@ -407,7 +407,7 @@ TEST_CASE("values that are finite decimal numbers are accepted", "[protocol][par
 }
 
 TEST_CASE("values that are not finite decimal numbers are rejected", "[protocol][parse][value]") {
-  // PROTOCOL.md "Requests" (value): nan, inf, hex floats, digit separators,
+  // docs/protocol.md "Requests" (value): nan, inf, hex floats, digit separators,
   // empty text and any literal that overflows a double are rejected.
   const std::vector<std::string> rows = {
       "nan",      "NaN",       "-nan",   "nan(1)",  "inf",          "-inf",  "+inf", "Inf",
@@ -434,7 +434,7 @@ TEST_CASE("values that are not finite decimal numbers are rejected", "[protocol]
 
 TEST_CASE("timestamps that fit a signed 64-bit integer are accepted",
           "[protocol][parse][timestamp]") {
-  // PROTOCOL.md "Requests" (timestamp) and "Fine print" (sign, leading zeros).
+  // docs/protocol.md "Requests" (timestamp) and "Fine print" (sign, leading zeros).
   struct Row {
     std::string text;
     int64_t expected;
@@ -466,7 +466,7 @@ TEST_CASE("timestamps that fit a signed 64-bit integer are accepted",
 }
 
 TEST_CASE("timestamps that are not 64-bit integers are rejected", "[protocol][parse][timestamp]") {
-  // PROTOCOL.md "Requests" (timestamp): `1.5`, `1e9`, `12abc`, out of range.
+  // docs/protocol.md "Requests" (timestamp): `1.5`, `1e9`, `12abc`, out of range.
   const std::vector<std::string> rows = {
       "1.5",
       "1.",
@@ -509,7 +509,7 @@ TEST_CASE("timestamps that are not 64-bit integers are rejected", "[protocol][pa
 }
 
 TEST_CASE("timestamps print canonically", "[protocol][format][timestamp]") {
-  // PROTOCOL.md "Fine print": `+5` and `05` print `5`, `-0` prints `0`; two
+  // docs/protocol.md "Fine print": `+5` and `05` print `5`, `-0` prints `0`; two
   // spellings of one number are the same second.
   struct Row {
     std::string text;
@@ -542,7 +542,7 @@ TEST_CASE("timestamps print canonically", "[protocol][format][timestamp]") {
 // Value printing
 
 TEST_CASE("values print exactly like Python's repr(float)", "[protocol][format][value]") {
-  // PROTOCOL.md "Responses": shortest round-trip digits; fixed notation with
+  // docs/protocol.md "Responses": shortest round-trip digits; fixed notation with
   // at least one digit after the point for decimal exponents in [-4, 16),
   // otherwise scientific with a signed exponent of at least two digits. The
   // expected texts were printed by python3's repr().
@@ -622,7 +622,7 @@ TEST_CASE("values print exactly like Python's repr(float)", "[protocol][format][
 }
 
 TEST_CASE("every printed value reads back to the same double", "[protocol][format][value]") {
-  // PROTOCOL.md "Responses": the printed text reads back to the same double.
+  // docs/protocol.md "Responses": the printed text reads back to the same double.
   // Deterministic pseudo-random bit patterns cover every exponent; a second
   // set keeps the exponent near 1 so the fixed-notation layout is exercised
   // as much as the scientific one.
@@ -666,7 +666,7 @@ std::string significant_digits(std::string_view text) {
 
 TEST_CASE("every printed value has the fewest digits and Python's layout",
           "[protocol][format][value]") {
-  // PROTOCOL.md "Responses": the shortest text that reads back to the same
+  // docs/protocol.md "Responses": the shortest text that reads back to the same
   // double, fixed notation exactly when the decimal exponent is in [-4, 16).
   // Both are checked independently of the printer: the layout by magnitude
   // (1e-4 and 1e16 are doubles, so no other double's shortest digits reach
@@ -710,7 +710,7 @@ TEST_CASE("every printed value has the fewest digits and Python's layout",
 // Answer formatting
 
 TEST_CASE("a sample line is key, value and timestamp separated by spaces", "[protocol][format]") {
-  // PROTOCOL.md "Responses": one line `<key> <value> <timestamp>\n` per sample.
+  // docs/protocol.md "Responses": one line `<key> <value> <timestamp>\n` per sample.
   struct Row {
     std::string key;
     metrics::Sample sample;
@@ -734,7 +734,7 @@ TEST_CASE("a sample line is key, value and timestamp separated by spaces", "[pro
 }
 
 TEST_CASE("the seed's get answer is built from sample lines", "[protocol][format]") {
-  // PROTOCOL.md "Example": `get *` after the seed's puts.
+  // docs/protocol.md "Example": `get *` after the seed's puts.
   std::string out(metrics::kOkAnswer.substr(0, 3));
   metrics::append_sample_line(&out, "test_key", {1503319739, 13.0});
   metrics::append_sample_line(&out, "test_key", {1503319740, 12.0});
@@ -746,7 +746,7 @@ TEST_CASE("the seed's get answer is built from sample lines", "[protocol][format
 
 TEST_CASE("error answers carry their reason between the status and the empty line",
           "[protocol][format]") {
-  // PROTOCOL.md "Responses": `error\n<reason>\n\n`.
+  // docs/protocol.md "Responses": `error\n<reason>\n\n`.
   CHECK(metrics::error_answer("wrong command") == "error\nwrong command\n\n");
   CHECK(metrics::error_answer("wrong command") == metrics::kWrongCommandAnswer);
   CHECK(metrics::error_answer("too many connections") == "error\ntoo many connections\n\n");
@@ -835,7 +835,7 @@ std::string show_events(const std::vector<std::string>& events) {
 }  // namespace
 
 TEST_CASE("lines come out the same however the stream is cut into chunks", "[protocol][split]") {
-  // PROTOCOL.md "Transport": pipelined lines in one packet and one line split
+  // docs/protocol.md "Transport": pipelined lines in one packet and one line split
   // across many packets both work; the '\r' is left for the parser. Bytes
   // after the last '\n' are held, not reported.
   const std::string stream =
@@ -867,7 +867,7 @@ TEST_CASE("lines come out the same however the stream is cut into chunks", "[pro
 
 TEST_CASE("a line of exactly the limit is accepted and one byte more is rejected once",
           "[protocol][split]") {
-  // PROTOCOL.md "Fine print": the bytes before the '\n' are counted, a trailing
+  // docs/protocol.md "Fine print": the bytes before the '\n' are counted, a trailing
   // '\r' included; a longer line gets one error, in order with the other
   // lines, when its '\n' arrives; the stream then continues.
   const std::string stream =
@@ -899,7 +899,7 @@ TEST_CASE("a line of exactly the limit is accepted and one byte more is rejected
 }
 
 TEST_CASE("the default line limit is 64 KiB", "[protocol][split]") {
-  // PROTOCOL.md "Fine print": a line of more than 65536 bytes is rejected.
+  // docs/protocol.md "Fine print": a line of more than 65536 bytes is rejected.
   REQUIRE(metrics::kDefaultMaxLineBytes == 65536);
   metrics::LineSplitter splitter;
   std::vector<std::size_t> lengths;
@@ -931,7 +931,7 @@ TEST_CASE("a too-long line is reported once, when its newline arrives", "[protoc
 }
 
 TEST_CASE("a too-long line still unterminated at the end is never reported", "[protocol][split]") {
-  // PROTOCOL.md "Fine print": a too-long line unterminated at EOF gets no
+  // docs/protocol.md "Fine print": a too-long line unterminated at EOF gets no
   // answer.
   SplitRecorder recorder(8);
   recorder.feed("get a\n");
@@ -941,7 +941,7 @@ TEST_CASE("a too-long line still unterminated at the end is never reported", "[p
 }
 
 TEST_CASE("memory held for a long line never exceeds the limit", "[protocol][split]") {
-  // PROTOCOL.md "Limits": memory per connection stays bounded whatever a
+  // docs/protocol.md "Limits": memory per connection stays bounded whatever a
   // client sends. 10 MB of one line in uneven chunks, then the stream goes on.
   const std::size_t limit = 1024;
   SplitRecorder recorder(limit);
@@ -1015,14 +1015,14 @@ TEST_CASE("an answer's end is found when its empty line straddles the scanned pa
 }
 
 TEST_CASE("an ok answer without lines parses to no series", "[protocol][answer]") {
-  // PROTOCOL.md "Client library contract": `ok\n\n` gives an empty map.
+  // docs/protocol.md "Client library contract": `ok\n\n` gives an empty map.
   metrics::Answer answer = metrics::parse_answer("ok\n\n");
   CHECK(kind_name(answer.kind) == std::string("kOk"));
   CHECK(answer.series.empty());
 }
 
 TEST_CASE("the seed's get answers parse to their series", "[protocol][answer]") {
-  // PROTOCOL.md "Example".
+  // docs/protocol.md "Example".
   metrics::Answer answer = metrics::parse_answer(
       "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n");
   REQUIRE(kind_name(answer.kind) == std::string("kOk"));
@@ -1036,7 +1036,7 @@ TEST_CASE("the seed's get answers parse to their series", "[protocol][answer]") 
 
 TEST_CASE("answer lines are grouped by key in order of first appearance, sorted by timestamp",
           "[protocol][answer]") {
-  // PROTOCOL.md "Client library contract": get returns each key's samples
+  // docs/protocol.md "Client library contract": get returns each key's samples
   // sorted by ascending timestamp.
   metrics::Answer answer = metrics::parse_answer(
       "ok\nb 1.0 3\na 2.0 1\nb 3.0 1\na 4.0 2\nc -0.0 -9223372036854775808\nb 5.0 2\n\n");
@@ -1053,7 +1053,7 @@ TEST_CASE("answer lines are grouped by key in order of first appearance, sorted 
 }
 
 TEST_CASE("error answers parse to their reason", "[protocol][answer]") {
-  // PROTOCOL.md "Limits": clients treat every `error` status as a failure and
+  // docs/protocol.md "Limits": clients treat every `error` status as a failure and
   // show its reason.
   struct Row {
     std::string answer;
@@ -1074,7 +1074,7 @@ TEST_CASE("error answers parse to their reason", "[protocol][answer]") {
 }
 
 TEST_CASE("malformed answers are reported as malformed", "[protocol][answer]") {
-  // PROTOCOL.md "Client library contract": an unknown status, a line without
+  // docs/protocol.md "Client library contract": an unknown status, a line without
   // exactly three fields, a value or timestamp that does not parse, a missing
   // terminator are failures.
   const std::vector<std::string> rows = {
@@ -1127,7 +1127,7 @@ TEST_CASE("malformed answers are reported as malformed", "[protocol][answer]") {
 // Key checks
 
 TEST_CASE("keys are checked before a client sends them", "[protocol][key]") {
-  // PROTOCOL.md "Client library contract": put throws before sending when the
+  // docs/protocol.md "Client library contract": put throws before sending when the
   // key is empty, is `*`, or contains whitespace; "Requests": a key is any
   // run of bytes without space, tab, '\r' or '\n', UTF-8 passes through.
   struct Row {

@@ -1,5 +1,5 @@
 // Tests of metrics::SampleSeries, the block-structured sorted array behind
-// each key (PROTOCOL.md "Responses": samples by ascending timestamp, the
+// each key (docs/protocol.md "Responses": samples by ascending timestamp, the
 // last put at a timestamp wins), against a std::map model.
 #include "metrics/series.hpp"
 

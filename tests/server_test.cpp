@@ -1,6 +1,6 @@
 // End-to-end tests of the server: a real Server (in-process TestServer, or the
 // metrics-server binary) on a loopback port chosen by the kernel, spoken to
-// with raw bytes. Answers are compared byte for byte with PROTOCOL.md.
+// with raw bytes. Answers are compared byte for byte with docs/protocol.md.
 #include "metrics/server.hpp"
 
 #include <netinet/in.h>
@@ -46,7 +46,7 @@ std::string ask(RawConnection& c, const std::string& request) {
 
 }  // namespace
 
-// PROTOCOL.md, "Example (from the course text)".
+// docs/protocol.md, "Example (from the course text)".
 TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e]") {
   TestServer server;
   RawConnection c(server.port());
@@ -88,7 +88,7 @@ TEST_CASE("each session runs in a thread named session, which ends with its conn
   CHECK(wait_until([&] { return sessions() == 0; }));
 }
 
-// PROTOCOL.md, "Requests": an empty line gets no answer, so the course's
+// docs/protocol.md, "Requests": an empty line gets no answer, so the course's
 // "get wrong command test\n\n" gets exactly one.
 TEST_CASE("a request followed by a blank line is answered exactly once", "[server][e2e]") {
   TestServer server;
@@ -121,7 +121,7 @@ TEST_CASE("the course's checking scenario with two clients gives exact answers",
   CHECK(ask(a, "put k1 0.35 3\n") == "ok\n\n");
   CHECK(ask(b, "put k2 30 4\n") == "ok\n\n");
   CHECK(ask(a, "put k2 40 5\n") == "ok\n\n");
-  // PROTOCOL.md, "Responses": the same (key, timestamp) again replaces the value.
+  // docs/protocol.md, "Responses": the same (key, timestamp) again replaces the value.
   CHECK(ask(b, "put k2 41 5\n") == "ok\n\n");
 
   const std::string all = "ok\nk1 0.25 1\nk1 2.156 2\nk1 0.35 3\nk2 30.0 4\nk2 41.0 5\n\n";
@@ -132,7 +132,7 @@ TEST_CASE("the course's checking scenario with two clients gives exact answers",
   }
 }
 
-// PROTOCOL.md, "Transport and session": several lines in one packet, every
+// docs/protocol.md, "Transport and session": several lines in one packet, every
 // complete line answered once, in order.
 TEST_CASE("ten thousand pipelined requests in one write are answered in order", "[server][e2e]") {
   TestServer server;
@@ -205,7 +205,7 @@ TEST_CASE("a long run of pipelined puts is applied in order: the last of a key a
   CHECK(c.read_answers(kPuts + 1) == expected);
 }
 
-// PROTOCOL.md, "Transport and session": one line split across many packets.
+// docs/protocol.md, "Transport and session": one line split across many packets.
 TEST_CASE("a request written one byte at a time is answered once", "[server][e2e]") {
   TestServer server;
   RawConnection c(server.port());
@@ -222,7 +222,7 @@ TEST_CASE("a request written one byte at a time is answered once", "[server][e2e
   CHECK(c.read_answers() == "ok\nsplit.key 12.5 1503319740\n\n");
 }
 
-// PROTOCOL.md, "Transport and session" and "Fine print": one '\r' right
+// docs/protocol.md, "Transport and session" and "Fine print": one '\r' right
 // before the '\n' is ignored; anywhere else it is an ordinary byte.
 TEST_CASE("a carriage return before the newline is ignored and elsewhere is an error",
           "[server][e2e]") {
@@ -239,7 +239,7 @@ TEST_CASE("a carriage return before the newline is ignored and elsewhere is an e
   CHECK(ask(c, "get crlf\n") == "ok\ncrlf 1.5 10\n\n");
 }
 
-// PROTOCOL.md, "Limits and bad peers": a client that disconnects mid-line
+// docs/protocol.md, "Limits and bad peers": a client that disconnects mid-line
 // ends only its own session and its partial line has no effect.
 TEST_CASE("a client that disconnects mid-line leaves no trace and others are served",
           "[server][e2e]") {
@@ -261,7 +261,7 @@ TEST_CASE("a client that disconnects mid-line leaves no trace and others are ser
   CHECK(ask(other, "get *\n") == "ok\nother 1.0 1\nquitter 1.0 1\n\n");
 }
 
-// PROTOCOL.md, "Limits and bad peers": a client that disconnects in the
+// docs/protocol.md, "Limits and bad peers": a client that disconnects in the
 // middle of a large answer ends only its own session.
 TEST_CASE("a client that disconnects mid-answer leaves the server serving others",
           "[server][e2e]") {
@@ -295,7 +295,7 @@ TEST_CASE("a client that disconnects mid-answer leaves the server serving others
   CHECK(ask(other, "get other\n") == "ok\nother 1.0 1\n\n");
 }
 
-// PROTOCOL.md, "Fine print": after the client shuts its write side, every
+// docs/protocol.md, "Fine print": after the client shuts its write side, every
 // complete line is answered, the unterminated tail is dropped, and the
 // server closes.
 TEST_CASE("half-close gets every answer then the server closes and drops the tail",
@@ -311,7 +311,7 @@ TEST_CASE("half-close gets every answer then the server closes and drops the tai
   CHECK(ask(fresh, "get *\n") == "ok\na 1.0 1\n\n");
 }
 
-// PROTOCOL.md, "Transport and session": many clients at once, nothing lost.
+// docs/protocol.md, "Transport and session": many clients at once, nothing lost.
 TEST_CASE("fifty clients putting at once all have their puts stored", "[server][e2e]") {
   TestServer server;
   constexpr int kClients = 50;
@@ -361,7 +361,7 @@ TEST_CASE("fifty clients putting at once all have their puts stored", "[server][
   }
 }
 
-// PROTOCOL.md, "Transport and session": what one client put is visible to
+// docs/protocol.md, "Transport and session": what one client put is visible to
 // every other client's next get.
 TEST_CASE("what one client puts is visible to another client's next get", "[server][e2e]") {
   TestServer server;
@@ -374,7 +374,7 @@ TEST_CASE("what one client puts is visible to another client's next get", "[serv
   CHECK(ask(reader, "get shared\n") == "ok\nshared 4.5 100\n\n");
 }
 
-// PROTOCOL.md, "Responses" (order of a get answer) and "Fine print" (a key's
+// docs/protocol.md, "Responses" (order of a get answer) and "Fine print" (a key's
 // place is fixed by its first stored put).
 TEST_CASE("get lists keys in first-put order and samples by ascending timestamp", "[server][e2e]") {
   TestServer server;
@@ -396,7 +396,7 @@ TEST_CASE("get lists keys in first-put order and samples by ascending timestamp"
         "ok\nb 3.0 -2\nb 2.0 1\nb 1.0 5\na 1.0 3\na 3.0 9\nc 1.0 1\nz 1.0 2\n\n");
 }
 
-// PROTOCOL.md, "Limits and bad peers" and "Fine print": a line over the limit
+// docs/protocol.md, "Limits and bad peers" and "Fine print": a line over the limit
 // gets one error, in order, when its '\n' arrives; the session continues.
 TEST_CASE("an over-long line gets one error in order and the session continues", "[server][e2e]") {
   metrics::ServerOptions options;
@@ -424,7 +424,7 @@ TEST_CASE("an over-long line gets one error in order and the session continues",
   CHECK(c.read_answers(2) == std::string(kWrongCommand) + "ok\na 1.0 1\n\n");
 }
 
-// PROTOCOL.md, "Limits and bad peers": a too-long line still unterminated at
+// docs/protocol.md, "Limits and bad peers": a too-long line still unterminated at
 // EOF gets no answer.
 TEST_CASE("an over-long line unterminated at close gets no answer", "[server][e2e]") {
   metrics::ServerOptions options;

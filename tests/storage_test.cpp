@@ -1,4 +1,4 @@
-// Tests of metrics::Storage against PROTOCOL.md "Responses": samples ordered
+// Tests of metrics::Storage against docs/protocol.md "Responses": samples ordered
 // by timestamp, one value per (key, timestamp) with the last put winning, keys
 // in order of first put, and nothing lost when many threads put at once.
 #include "metrics/storage.hpp"
@@ -49,7 +49,7 @@ bool sorted_by_unique_timestamp(const std::vector<Sample>& samples) {
 }  // namespace
 
 TEST_CASE("samples are ordered by timestamp whatever the put order", "[storage]") {
-  // PROTOCOL.md "Responses": within a key, samples by ascending timestamp.
+  // docs/protocol.md "Responses": within a key, samples by ascending timestamp.
   const int n = 1000;
   std::vector<int64_t> in_order(n);
   std::iota(in_order.begin(), in_order.end(), int64_t{-500});
@@ -94,7 +94,7 @@ TEST_CASE("the extreme timestamps sort at the ends", "[storage]") {
 }
 
 TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
-  // PROTOCOL.md "Responses": a put with a key and timestamp already stored
+  // docs/protocol.md "Responses": a put with a key and timestamp already stored
   // replaces the old value; the last one processed wins.
   struct Row {
     const char* where;
@@ -136,7 +136,7 @@ TEST_CASE("the same timestamp under different keys is two samples", "[storage]")
 }
 
 TEST_CASE("keys keep the order of their first put", "[storage]") {
-  // PROTOCOL.md "Responses": keys in the order in which each was first put.
+  // docs/protocol.md "Responses": keys in the order in which each was first put.
   Storage storage;
   storage.put("test_key", 1503319740, 12.0);
   storage.put("test_key", 1503319739, 13.0);
@@ -160,7 +160,7 @@ TEST_CASE("keys keep the order of their first put", "[storage]") {
 }
 
 TEST_CASE("copying a missing key returns false and no samples", "[storage]") {
-  // PROTOCOL.md "Fine print": a get of a missing key does not create it.
+  // docs/protocol.md "Fine print": a get of a missing key does not create it.
   Storage storage;
   std::vector<Sample> samples = {{1, 1.0}};
   CHECK_FALSE(storage.copy_series("missing", &samples));
@@ -181,7 +181,7 @@ TEST_CASE("copying a missing key returns false and no samples", "[storage]") {
 }
 
 TEST_CASE("keys are compared as whole byte strings", "[storage]") {
-  // PROTOCOL.md "Fine print": NUL and non-UTF-8 bytes are ordinary key bytes.
+  // docs/protocol.md "Fine print": NUL and non-UTF-8 bytes are ordinary key bytes.
   Storage storage;
   storage.put("a\0b"s, 1, 1.0);
   storage.put("a\0c"s, 1, 2.0);
@@ -214,7 +214,7 @@ TEST_CASE("many keys stay findable by name as the store grows", "[storage]") {
 }
 
 TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
-  // PROTOCOL.md "Transport": many clients at once. 8 writers put 10,000
+  // docs/protocol.md "Transport": many clients at once. 8 writers put 10,000
   // samples each: half to a key of their own, a quarter to a shared key at
   // timestamps no other writer uses, a quarter to a key where every writer
   // puts the same value at the same timestamps. Readers copy series all the

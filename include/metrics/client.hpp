@@ -1,4 +1,4 @@
-// metrics::Client: the C++ client of the metrics protocol (PROTOCOL.md,
+// metrics::Client: the C++ client of the metrics protocol (docs/protocol.md,
 // "Client library contract").
 //
 //   metrics::Client client("127.0.0.1", 8888, 15.0);

@@ -1,6 +1,6 @@
 // The metrics text protocol as pure functions: no sockets, no storage.
 //
-// Every rule here is a row of PROTOCOL.md (docs/protocol.md restates it):
+// Every rule here is a row of docs/protocol.md:
 // splitting a byte stream into bounded lines, parsing a request line,
 // printing values exactly like Python's repr(float), formatting answers, and
 // parsing an answer on the client's side. All functions are thread-safe (they
@@ -51,7 +51,7 @@ struct Request {
 };
 
 // Parses one request line: the bytes before its '\n' (a single trailing '\r'
-// is ignored). Never throws; anything not valid per PROTOCOL.md is kInvalid.
+// is ignored). Never throws; anything not valid per docs/protocol.md is kInvalid.
 Request parse_request(std::string_view line);
 
 // The two paths parse_request takes, exposed so that tests can hold one
@@ -63,10 +63,10 @@ Request parse_request(std::string_view line);
 // 18 digits, in one pass. Returns true and fills `request` only for such a
 // put; false decides nothing (the line may still be valid).
 bool parse_common_put(std::string_view line, Request* request);
-// The general path: every rule of PROTOCOL.md.
+// The general path: every rule of docs/protocol.md.
 Request parse_any_request(std::string_view line);
 
-// Parses a value per PROTOCOL.md: a finite decimal number with optional sign,
+// Parses a value per docs/protocol.md: a finite decimal number with optional sign,
 // fraction and exponent; underflow rounds (to 0 or a subnormal), overflow,
 // nan, inf, hex and any other text are rejected. Returns false on rejection.
 bool parse_value(std::string_view text, double* out);

@@ -93,7 +93,7 @@ class LineHandler {
   virtual void handle_line(std::string_view line, Output& out) = 0;
 
   // Answers a line longer than the server's line limit. By default:
-  // "error\nwrong command\n\n" (PROTOCOL.md).
+  // "error\nwrong command\n\n" (docs/protocol.md).
   virtual void handle_too_long(Output& out) { out.buffer().append(kWrongCommandAnswer); }
 
   // Waits until the work behind every provisional answer with a ticket up to

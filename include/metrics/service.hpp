@@ -17,7 +17,7 @@
 namespace metrics {
 
 // One session of the metrics protocol: parses each line, applies it to the
-// storage and appends the answer (PROTOCOL.md).
+// storage and appends the answer (docs/protocol.md).
 //
 // The session gathers the puts of a batch (the lines of one read) and
 // applies them together: when a get comes (so it sees them), when 256 are

@@ -1,7 +1,7 @@
 // libFuzzer target: parse_request on arbitrary bytes (one request line).
 //
 // Besides "never crashes, never throws" and "the fast path for common puts
-// agrees with the general parser", it checks what PROTOCOL.md promises
+// agrees with the general parser", it checks what docs/protocol.md promises
 // of an accepted request: a put's key is a non-empty token other than "*"
 // and its value is finite; and a put written back by format_put_request
 // parses to the same key, value and timestamp (the client and the server
