@@ -3,6 +3,9 @@
 // last put at a timestamp wins), against a std::map model.
 #include "metrics/series.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstddef>
@@ -10,7 +13,11 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "metrics/procfs.hpp"
+#include "test_util.hpp"
 
 using metrics::Sample;
 using metrics::SampleSeries;
@@ -142,4 +149,82 @@ TEST_CASE("the block pool hands out distinct whole blocks across many slabs", "[
     CHECK(sorted[i] - sorted[i - 1] >= static_cast<std::ptrdiff_t>(n));
   }
   for (Sample* block : blocks) allocator.deallocate(block, n);
+}
+
+namespace {
+
+// Whether this is a ThreadSanitizer build, whose allocator dies instead of
+// throwing when the address space runs out.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
+}  // namespace
+
+// Run only as a child process by the next test (the "[.]" tag hides it): it
+// caps the process's address space, which it cannot give back.
+TEST_CASE("the block pool child frees and reuses its blocks with no address space to spare",
+          "[.][block_pool_child]") {
+  using Block = std::vector<Sample, metrics::BlockAllocator<Sample>>;
+  constexpr std::size_t kBlocks = 16384;  // the old free list grew to 128 KiB for them
+  std::vector<Block> blocks(kBlocks);
+  std::vector<const Sample*> first;
+  std::vector<const Sample*> again;
+  first.reserve(kBlocks);
+  again.reserve(kBlocks);
+  for (Block& block : blocks) {
+    block.reserve(SampleSeries::kBlockSamples);
+    first.push_back(block.data());
+  }
+  // From here until the limit is lifted, every mmap and brk fails: nothing
+  // may allocate but the pool's reuse of freed blocks.
+  rlimit old_limit{};
+  REQUIRE(::getrlimit(RLIMIT_AS, &old_limit) == 0);
+  const long size_kib = metrics::proc_status_field(::getpid(), "VmSize");
+  REQUIRE(size_kib > 0);
+  rlimit tight = old_limit;
+  tight.rlim_cur = static_cast<rlim_t>(size_kib) * 1024;
+  REQUIRE(::setrlimit(RLIMIT_AS, &tight) == 0);
+  // Each block is freed by a vector destructor, which is noexcept: a throw
+  // from the pool here would be std::terminate.
+  blocks.clear();
+  blocks.resize(kBlocks);  // within the capacity kept by clear()
+  for (Block& block : blocks) {
+    block.reserve(SampleSeries::kBlockSamples);
+    again.push_back(block.data());
+  }
+  const int lifted = ::setrlimit(RLIMIT_AS, &old_limit);
+  REQUIRE(lifted == 0);
+  // The same blocks came back, from the free list.
+  std::sort(first.begin(), first.end());
+  std::sort(again.begin(), again.end());
+  CHECK(first == again);
+}
+
+TEST_CASE("freeing pool blocks cannot fail for want of memory and the blocks are reused",
+          "[series]") {
+  // Under ASan there is no pool (every block is its own allocation); under
+  // TSan an allocation past the cap kills the process instead of throwing.
+  if (!metrics::block_pool::kPooled || kThreadSanitizer) {
+    SUCCEED("no block pool to test in this build");
+    return;
+  }
+  char self[4096];
+  const ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  REQUIRE(length > 0);
+  const metrics::test::ProcessResult child = metrics::test::run_process(
+      {std::string(self, static_cast<std::size_t>(length)), "[block_pool_child]"});
+  INFO("child stdout: " << child.out);
+  INFO("child stderr: " << child.err);
+  CHECK(child.signal == 0);
+  CHECK(child.exit_code == 0);
+  CHECK(child.out.find("1 passed, 0 failed") != std::string::npos);
 }
