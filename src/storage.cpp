@@ -127,11 +127,15 @@ std::size_t Storage::key_count() const {
 }
 
 std::size_t Storage::sample_count() const {
-  std::lock_guard<std::mutex> order(order_mu_);
+  // Never waits for a key's lock while holding order_mu_: the compactor
+  // counts while sessions serve, and a key held by a long copy would
+  // otherwise stall every new key and every `get *` behind the count.
+  const std::size_t keys = key_count();
   std::size_t total = 0;
-  for (const Entry& entry : entries_) {
-    std::lock_guard<KeyLock> lock(entry.mu);
-    total += entry.samples.size();
+  for (std::size_t i = 0; i < keys; ++i) {
+    const Entry* entry = entry_at(i);
+    std::lock_guard<KeyLock> lock(entry->mu);
+    total += entry->samples.size();
   }
   return total;
 }

@@ -3,10 +3,14 @@
 // in order of first put, and nothing lost when many threads put at once.
 #include "metrics/storage.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -18,6 +22,9 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "metrics/procfs.hpp"
+#include "test_util.hpp"
 
 using namespace std::string_literals;
 
@@ -375,6 +382,92 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
     if (key != key_of(w, next[w]++)) ++out_of_order;
   }
   CHECK(out_of_order == 0);
+}
+
+namespace {
+
+// A PutLog that holds each put inside log_put until open() is called (or a
+// deadline passes), signalling that it got there. log_put runs under the
+// key's own lock, so a put of a stored key held here keeps that key locked.
+class GateLog : public metrics::PutLog {
+ public:
+  bool log_put(std::string_view, int64_t, double, uint64_t* ticket) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return open_; });
+    *ticket = 1;
+    return true;
+  }
+  bool entered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entered_;
+  }
+  void open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("counting samples while a key is locked does not hold up the creation of new keys",
+          "[storage][threads]") {
+  // The compactor counts samples while the server serves: the count must
+  // wait for a busy key without holding the key-order lock, which every new
+  // key and every step of a `get *` needs.
+  Storage storage;
+  storage.put("first", 1, 1.0);
+  storage.put("held", 1, 1.0);
+
+  // A put to "held" stops inside its log, holding the key's lock.
+  GateLog gate;
+  std::thread holder([&] {
+    uint64_t ticket = 0;
+    storage.put("held", 2, 2.0, gate, &ticket);
+  });
+  REQUIRE(metrics::test::wait_until([&] { return gate.entered(); }));
+
+  // The count reaches "held" and waits for its lock. It is waiting once its
+  // thread keeps going to sleep: a key lock's waiter naps in 50 µs futex
+  // waits, each a voluntary context switch, and nothing else in the count
+  // sleeps while nobody else holds a lock.
+  std::atomic<long> counter_tid{0};
+  std::atomic<std::size_t> counted{0};
+  std::thread counter([&] {
+    counter_tid.store(static_cast<long>(::syscall(SYS_gettid)));
+    counted.store(storage.sample_count());
+  });
+  auto naps = [&] {
+    return metrics::proc_status_field(counter_tid.load(), "voluntary_ctxt_switches");
+  };
+  REQUIRE(metrics::test::wait_until([&] { return counter_tid.load() != 0 && naps() >= 0; }));
+  const long naps_before = naps();
+  const bool count_waits = metrics::test::wait_until([&] { return naps() >= naps_before + 100; });
+
+  // Meanwhile a new key is created.
+  std::atomic<bool> created{false};
+  std::thread creator([&] {
+    storage.put("new", 1, 1.0);
+    created.store(true);
+  });
+  const bool created_while_locked = metrics::test::wait_until([&] { return created.load(); });
+  gate.open();
+  holder.join();
+  counter.join();
+  creator.join();
+  CHECK(count_waits);
+  CHECK(created_while_locked);
+  // The count saw "held" after the held put: its two samples, and "first".
+  CHECK(counted.load() >= 3);
+  CHECK(storage.sample_count() == 4);
 }
 
 namespace {

@@ -54,7 +54,9 @@ class PutLog {
 // releasing it, so a large `get *` never holds a lock for long: it walks the
 // keys one at a time (see copy_series).
 //
-// Lock order: order_mu_, then a key's lock.
+// Lock order: order_mu_, then a key's lock. Nothing holds order_mu_ while it
+// waits for a key's lock: a busy key holds up only its own readers and
+// writers, never the creation of keys or a walk over them.
 class Storage {
  public:
   Storage();
@@ -95,8 +97,10 @@ class Storage {
   // below this stay valid.
   std::size_t key_count() const;
 
-  // Total number of samples stored. Walks every key, taking each key's lock
-  // in turn (while puts run, a count from between them): not for hot paths.
+  // Total number of samples under the keys stored when the count began.
+  // Walks those keys as `get *` does, taking order_mu_ only to find each one
+  // and then that key's lock (while puts run, a count from between them):
+  // not for hot paths.
   std::size_t sample_count() const;
 
   // Copies the key at `index` (0 = first stored) and its samples into `key`
