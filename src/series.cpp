@@ -165,4 +165,30 @@ void SampleSeries::append_to(std::vector<Sample>* out) const {
   for (const Block& block : blocks_) out->insert(out->end(), block.begin(), block.end());
 }
 
+std::size_t SampleSeries::append_range(int64_t from, int64_t until, std::size_t max_samples,
+                                       std::vector<Sample>* out) const {
+  if (from > until) return 0;
+  // The first block with a sample at or after `from`; within it, that sample.
+  auto block = std::lower_bound(blocks_.begin(), blocks_.end(), from,
+                                [](const Block& b, int64_t ts) { return b.back().timestamp < ts; });
+  if (block == blocks_.end()) return 0;
+  auto first = std::lower_bound(block->begin(), block->end(), from, before);
+  std::size_t appended = 0;
+  while (appended < max_samples) {
+    // Up to the first sample past `until`, if this block holds it.
+    auto last = block->back().timestamp <= until
+                    ? block->end()
+                    : std::upper_bound(first, block->end(), until, [](int64_t ts, const Sample& s) {
+                        return ts < s.timestamp;
+                      });
+    const std::size_t take =
+        std::min(max_samples - appended, static_cast<std::size_t>(last - first));
+    out->insert(out->end(), first, first + static_cast<std::ptrdiff_t>(take));
+    appended += take;
+    if (last != block->end() || ++block == blocks_.end()) break;
+    first = block->begin();
+  }
+  return appended;
+}
+
 }  // namespace metrics

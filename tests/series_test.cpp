@@ -82,6 +82,53 @@ TEST_CASE("a series matches an ordered map under any order of puts", "[series]")
   CHECK(samples_of(series) == samples_of(model));
 }
 
+TEST_CASE("a range of a series holds its samples between the bounds, at most as many as asked",
+          "[series]") {
+  // Every fifth timestamp over ten blocks, some inserted out of order so
+  // that blocks are split and partly full; ranges start and end inside,
+  // between and beyond blocks.
+  SampleSeries series;
+  std::map<int64_t, double> model;
+  std::mt19937 random(7);
+  std::vector<int64_t> timestamps;
+  for (int i = 0; i < 10 * kBlock; ++i) timestamps.push_back(5 * i);
+  std::shuffle(timestamps.begin() + 3 * kBlock, timestamps.end(), random);
+  for (int64_t ts : timestamps) {
+    series.insert(ts, ts * 0.5);
+    model[ts] = ts * 0.5;
+  }
+  series.insert(std::numeric_limits<int64_t>::min(), 1.0);
+  model[std::numeric_limits<int64_t>::min()] = 1.0;
+  series.insert(std::numeric_limits<int64_t>::max(), 2.0);
+  model[std::numeric_limits<int64_t>::max()] = 2.0;
+  std::uniform_int_distribution<int64_t> bound(-20, 50 * kBlock + 20);
+  std::uniform_int_distribution<std::size_t> count(0, 3 * kBlock);
+  int wrong = 0;
+  for (int round = 0; round < 500; ++round) {
+    int64_t from = bound(random);
+    int64_t until = bound(random);
+    if (round == 0) from = std::numeric_limits<int64_t>::min();
+    if (round == 1) until = std::numeric_limits<int64_t>::max();
+    const std::size_t max = round < 2 ? model.size() : count(random);
+    std::vector<Sample> expected{{-1, -1.0}};
+    for (auto it = model.lower_bound(from);
+         it != model.end() && it->first <= until && expected.size() < max + 1; ++it) {
+      expected.push_back(Sample{it->first, it->second});
+    }
+    std::vector<Sample> got{{-1, -1.0}};  // appended after, as append_to does
+    const std::size_t appended = series.append_range(from, until, max, &got);
+    if (got != expected || appended != expected.size() - 1) {
+      ++wrong;
+      UNSCOPED_INFO("from " << from << " until " << until << " max " << max);
+    }
+  }
+  CHECK(wrong == 0);
+  std::vector<Sample> none;
+  CHECK(series.append_range(10, 9, 100, &none) == 0);
+  CHECK(none.empty());
+  CHECK(series.last_timestamp() == std::numeric_limits<int64_t>::max());
+}
+
 TEST_CASE("inserts into the middle of full blocks split them and keep the order", "[series]") {
   // Even timestamps first (full blocks), then every odd one from the top
   // down and the bottom up, then the extremes, then replacements.

@@ -95,6 +95,16 @@ class SampleSeries {
   // Appends every sample, in order, to `out`.
   void append_to(std::vector<Sample>* out) const;
 
+  // Appends to `out`, in order, the first `max_samples` samples (or all, if
+  // fewer) whose timestamp is at least `from` and at most `until`. Returns
+  // how many it appended. Costs a binary search plus the samples copied, so
+  // a long series can be read a bounded piece at a time.
+  std::size_t append_range(int64_t from, int64_t until, std::size_t max_samples,
+                           std::vector<Sample>* out) const;
+
+  // The highest timestamp stored. REQUIRES: size() > 0.
+  int64_t last_timestamp() const { return blocks_.back().back().timestamp; }
+
  private:
   using Block = std::vector<Sample, BlockAllocator<Sample>>;
 
