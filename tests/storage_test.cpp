@@ -477,35 +477,50 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
   CHECK(out_of_order == 0);
 }
 
-TEST_CASE("a piecewise copy during puts to its key is sorted, has each timestamp once and ends",
+TEST_CASE("a piecewise copy during puts to its key is sorted and has each timestamp once",
           "[storage][threads]") {
   // The key holds the even timestamps 0 .. 2(n-1). While copies run, one
   // writer inserts odd timestamps in between and replaces even ones, and
-  // another appends past the end as fast as it can. Every copy must be
-  // strictly increasing, hold every even timestamp (samples are never
-  // removed), and end although the key keeps growing.
+  // another appends past the end. Every copy must be strictly increasing
+  // and hold every even timestamp (samples are never removed). The writers
+  // do a fixed number of puts, so the key (and each copy) stays a few MB
+  // however the threads are scheduled; copies go on until both are done.
   constexpr int64_t kInitial = 20000;
+  constexpr int64_t kAppended = 200000;
   Storage storage;
   for (int64_t i = 0; i < kInitial; ++i) storage.put("k", 2 * i, 0.0);
-  std::atomic<bool> stop{false};
+  std::atomic<int> writers_left{2};
   std::thread middle([&] {
     std::mt19937 random(1);
     std::uniform_int_distribution<int64_t> index(0, kInitial - 1);
-    while (!stop.load()) {
+    for (int64_t n = 0; n < kInitial; ++n) {
       const int64_t i = index(random);
       storage.put("k", 2 * i + 1, 1.0);
       storage.put("k", 2 * i, 2.0);
     }
+    writers_left.fetch_sub(1);
   });
   std::thread end([&] {
-    for (int64_t ts = 2 * kInitial; !stop.load(); ++ts) storage.put("k", ts, 3.0);
+    for (int64_t ts = 2 * kInitial; ts < 2 * kInitial + kAppended; ++ts) storage.put("k", ts, 3.0);
+    writers_left.fetch_sub(1);
   });
+  // Joined however the test ends (the writers end by themselves).
+  struct Join {
+    std::thread& a;
+    std::thread& b;
+    ~Join() {
+      a.join();
+      b.join();
+    }
+  } join{middle, end};
+
+  int copies = 0;
   int unsorted = 0;
   int missing = 0;
-  for (int copy = 0; copy < 20; ++copy) {
+  for (; copies < 3 || writers_left.load() > 0; ++copies) {
     Storage::SeriesCursor cursor;
     REQUIRE(storage.open_series("k", &cursor));
-    const std::vector<Sample> samples = copy_in_pieces(storage, cursor, 100 + 37 * copy);
+    const std::vector<Sample> samples = copy_in_pieces(storage, cursor, 100 + 37 * (copies % 20));
     if (!sorted_by_unique_timestamp(samples)) ++unsorted;
     std::size_t even = 0;
     for (const Sample& s : samples) {
@@ -513,9 +528,7 @@ TEST_CASE("a piecewise copy during puts to its key is sorted, has each timestamp
     }
     if (even != kInitial) ++missing;
   }
-  stop.store(true);
-  middle.join();
-  end.join();
+  CAPTURE(copies);
   CHECK(unsorted == 0);
   CHECK(missing == 0);
 }
