@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <mutex>
@@ -47,12 +48,22 @@ char* map_slab(std::size_t bytes, bool huge) {
   return reinterpret_cast<char*>(aligned);
 }
 
+// A freed block, linked into the free list through its own first bytes: a
+// free list held in a separate container would have to grow as blocks are
+// freed, and an allocation failing there would throw out of deallocate(),
+// which runs in destructors (noexcept: std::terminate).
+struct FreeBlock {
+  FreeBlock* next;
+};
+static_assert(sizeof(FreeBlock) <= kBytes && alignof(FreeBlock) <= alignof(std::max_align_t),
+              "a free block must hold its link");
+
 struct Pool {
   std::mutex mu;
   std::size_t slabs = 0;           // guarded by mu: how many were mapped
   char* next = nullptr;            // guarded by mu: the next block never handed out
   char* slab_end = nullptr;        // guarded by mu: the end of the slab `next` is in
-  std::vector<void*> free_blocks;  // guarded by mu
+  FreeBlock* free_list = nullptr;  // guarded by mu: freed blocks, the last freed first
 };
 
 Pool& pool() {
@@ -68,9 +79,9 @@ void* allocate() {
   if (!kPooled) return ::operator new(kBytes);
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  if (!p.free_blocks.empty()) {
-    void* block = p.free_blocks.back();
-    p.free_blocks.pop_back();
+  if (p.free_list != nullptr) {
+    FreeBlock* block = p.free_list;
+    p.free_list = block->next;
     return block;
   }
   if (p.next == p.slab_end) {
@@ -85,11 +96,11 @@ void* allocate() {
   return block;
 }
 
-void deallocate(void* block) {
+void deallocate(void* block) noexcept {
   if (!kPooled) return ::operator delete(block);
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  p.free_blocks.push_back(block);
+  p.free_list = new (block) FreeBlock{p.free_list};
 }
 
 }  // namespace block_pool
@@ -152,6 +163,32 @@ void SampleSeries::split(std::size_t index) {
 void SampleSeries::append_to(std::vector<Sample>* out) const {
   out->reserve(out->size() + size_);
   for (const Block& block : blocks_) out->insert(out->end(), block.begin(), block.end());
+}
+
+std::size_t SampleSeries::append_range(int64_t from, int64_t until, std::size_t max_samples,
+                                       std::vector<Sample>* out) const {
+  if (from > until) return 0;
+  // The first block with a sample at or after `from`; within it, that sample.
+  auto block = std::lower_bound(blocks_.begin(), blocks_.end(), from,
+                                [](const Block& b, int64_t ts) { return b.back().timestamp < ts; });
+  if (block == blocks_.end()) return 0;
+  auto first = std::lower_bound(block->begin(), block->end(), from, before);
+  std::size_t appended = 0;
+  while (appended < max_samples) {
+    // Up to the first sample past `until`, if this block holds it.
+    auto last = block->back().timestamp <= until
+                    ? block->end()
+                    : std::upper_bound(first, block->end(), until, [](int64_t ts, const Sample& s) {
+                        return ts < s.timestamp;
+                      });
+    const std::size_t take =
+        std::min(max_samples - appended, static_cast<std::size_t>(last - first));
+    out->insert(out->end(), first, first + static_cast<std::ptrdiff_t>(take));
+    appended += take;
+    if (last != block->end() || ++block == blocks_.end()) break;
+    first = block->begin();
+  }
+  return appended;
 }
 
 }  // namespace metrics

@@ -18,6 +18,16 @@ constexpr std::size_t kMaxBatchKeyBytes = 16 * 1024;
 // What a session keeps of each batch buffer's capacity between reads.
 constexpr std::size_t kKeepBatchBytes = 4096;
 
+// A get's answer is copied and formatted a piece of a key's samples at a
+// time: about this many bytes of answer lines a piece. With Output's
+// streaming (kStreamBytes), a session blocked sending holds at most one
+// piece and about 100 KiB of answer, however large the key.
+constexpr std::size_t kPieceBytes = 32 * 1024;
+
+// An answer line's bytes besides its key, at most: a space, a value (up to
+// 24 characters), a space, a timestamp (up to 20) and the newline.
+constexpr std::size_t kSampleLineBytes = 47;
+
 }  // namespace
 
 void MetricsSession::handle_line(std::string_view line, Output& out) {
@@ -89,24 +99,33 @@ uint64_t MetricsSession::settle(uint64_t ticket) {
 }
 
 void MetricsSession::answer_get(std::string_view key, Output& out) {
-  std::vector<Sample> samples;
   out.buffer().append("ok\n");
+  Storage::SeriesCursor cursor;
   if (key != "*") {
-    if (storage_.copy_series(key, &samples)) {
-      for (const Sample& s : samples) append_sample_line(&out.buffer(), key, s);
-    }
+    if (storage_.open_series(key, &cursor)) answer_series(key, &cursor, out);
   } else {
     // The keys stored when the request arrived; each is copied under the
     // lock on its own, so puts from other sessions interleave freely.
-    std::size_t keys = storage_.key_count();
+    const std::size_t keys = storage_.key_count();
     std::string name;
     for (std::size_t i = 0; i < keys && !out.failed(); ++i) {
-      storage_.copy_series(i, &name, &samples);
-      for (const Sample& s : samples) append_sample_line(&out.buffer(), name, s);
-      out.flush_if_large();
+      storage_.open_series(i, &name, &cursor);
+      answer_series(name, &cursor, out);
     }
   }
   out.buffer().push_back('\n');
+}
+
+void MetricsSession::answer_series(std::string_view key, Storage::SeriesCursor* cursor,
+                                   Output& out) {
+  // A long key gets fewer samples a piece, so a piece's answer stays about
+  // kPieceBytes (one line at least).
+  const std::size_t piece = std::max<std::size_t>(1, kPieceBytes / (key.size() + kSampleLineBytes));
+  while (!out.failed() && storage_.copy_piece(cursor, piece, &piece_)) {
+    for (const Sample& s : piece_) append_sample_line(&out.buffer(), key, s);
+    // Blocks while the client does not read: with one piece in hand.
+    out.flush_if_large();
+  }
 }
 
 }  // namespace metrics

@@ -1,6 +1,7 @@
 #include "metrics/storage.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace metrics {
 
@@ -127,11 +128,15 @@ std::size_t Storage::key_count() const {
 }
 
 std::size_t Storage::sample_count() const {
-  std::lock_guard<std::mutex> order(order_mu_);
+  // Never waits for a key's lock while holding order_mu_: the compactor
+  // counts while sessions serve, and a key held by a long copy would
+  // otherwise stall every new key and every `get *` behind the count.
+  const std::size_t keys = key_count();
   std::size_t total = 0;
-  for (const Entry& entry : entries_) {
-    std::lock_guard<KeyLock> lock(entry.mu);
-    total += entry.samples.size();
+  for (std::size_t i = 0; i < keys; ++i) {
+    const Entry* entry = entry_at(i);
+    std::lock_guard<KeyLock> lock(entry->mu);
+    total += entry->samples.size();
   }
   return total;
 }
@@ -152,21 +157,74 @@ bool Storage::copy_series(std::size_t index, std::string* key,
   return true;
 }
 
-bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) const {
+const Storage::Entry* Storage::find_stored(std::string_view key) const {
   const std::size_t hash = hash_key(key);
   const Entry* entry = find(key, hash);
+  if (entry != nullptr) return entry;
+  std::lock_guard<std::mutex> order(order_mu_);
+  return find(key, hash);
+}
+
+bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) const {
+  const Entry* entry = find_stored(key);
   if (entry == nullptr) {
-    std::lock_guard<std::mutex> order(order_mu_);
-    entry = find(key, hash);
-    if (entry == nullptr) {
-      samples->clear();
-      return false;
-    }
+    samples->clear();
+    return false;
   }
   std::lock_guard<KeyLock> lock(entry->mu);
   samples->clear();
   entry->samples.append_to(samples);
   return true;
+}
+
+void Storage::open_entry(const Entry* entry, SeriesCursor* cursor) {
+  cursor->entry_ = entry;
+  cursor->next_ = std::numeric_limits<int64_t>::min();
+  std::lock_guard<KeyLock> lock(entry->mu);
+  // Every entry holds at least its first sample.
+  cursor->until_ = entry->samples.last_timestamp();
+}
+
+bool Storage::open_series(std::string_view key, SeriesCursor* cursor) const {
+  const Entry* entry = find_stored(key);
+  if (entry == nullptr) {
+    *cursor = SeriesCursor();
+    return false;
+  }
+  open_entry(entry, cursor);
+  return true;
+}
+
+bool Storage::open_series(std::size_t index, std::string* key, SeriesCursor* cursor) const {
+  const Entry* entry = entry_at(index);
+  if (entry == nullptr) {
+    *cursor = SeriesCursor();
+    return false;
+  }
+  key->assign(entry->key);  // immutable: no lock needed
+  open_entry(entry, cursor);
+  return true;
+}
+
+bool Storage::copy_piece(SeriesCursor* cursor, std::size_t max_samples,
+                         std::vector<Sample>* samples) const {
+  samples->clear();
+  if (cursor->entry_ == nullptr) return false;
+  {
+    std::lock_guard<KeyLock> lock(cursor->entry_->mu);
+    cursor->entry_->samples.append_range(cursor->next_, cursor->until_,
+                                         std::max<std::size_t>(max_samples, 1), samples);
+  }
+  // A short piece reached the end of the range as it stood. Otherwise the
+  // copy goes on after the last timestamp copied, unless that ends the range
+  // (which also keeps next_ from overflowing).
+  const bool short_piece = samples->size() < std::max<std::size_t>(max_samples, 1);
+  if (short_piece || samples->back().timestamp >= cursor->until_) {
+    cursor->entry_ = nullptr;
+  } else {
+    cursor->next_ = samples->back().timestamp + 1;
+  }
+  return !samples->empty();
 }
 
 }  // namespace metrics

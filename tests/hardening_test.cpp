@@ -448,6 +448,104 @@ TEST_CASE("a client that never reads its answers blocks only its own session",
   CHECK(wait_until([&] { return server.server().session_count() == 2; }));
 }
 
+TEST_CASE("clients that never read a get of a huge key hold only a bounded piece of it each",
+          "[hardening][faults][memory]") {
+  // PROTOCOL.md, Limits: memory per connection stays bounded whatever a
+  // client does. One key of a million samples: a full copy of its series is
+  // 16 MB, its formatted answer about as much. Twenty clients ask for it and
+  // never read; each session may block with a piece of the answer in hand,
+  // never with the whole.
+  ChildServer server;
+  constexpr int kSamples = 1000000;
+  constexpr long kCopyKib = kSamples * static_cast<long>(sizeof(metrics::Sample)) / 1024;
+  constexpr int kReaders = 20;
+  // What the readers may add to the server's RSS, in full copies: far less
+  // than one each. Sanitizers add shadow memory and per-thread state to
+  // every session, so they get more room (still half a copy a reader).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr long kAllowedCopies = 10;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  constexpr long kAllowedCopies = 10;
+#else
+  constexpr long kAllowedCopies = 5;
+#endif
+#else
+  constexpr long kAllowedCopies = 5;
+#endif
+  {
+    // Pipelined in rounds small enough that neither side's socket buffers
+    // fill while the other waits.
+    constexpr int kRound = 10000;
+    std::string oks;
+    for (int i = 0; i < kRound; ++i) oks += "ok\n\n";
+    RawConnection loader(server.port);
+    for (int base = 0; base < kSamples; base += kRound) {
+      std::string puts;
+      for (int t = base; t < base + kRound; ++t) puts += "put big 1.5 " + std::to_string(t) + "\n";
+      loader.send(puts);
+      REQUIRE(loader.read_answers(kRound) == oks);
+    }
+  }
+  const pid_t pid = server.pid();
+  REQUIRE(wait_until([&] { return metrics::proc_threads_named(pid, "session") == 0; }));
+  const long before = rss_kib(pid);
+  REQUIRE(before > 0);
+
+  // The state letter of every session thread of the server ("R", "S", ...).
+  auto session_states = [&] {
+    std::string states;
+    const std::string task_dir = "/proc/" + std::to_string(pid) + "/task/";
+    const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(task_dir.c_str()), &::closedir);
+    if (dir == nullptr) return states;
+    while (const dirent* entry = ::readdir(dir.get())) {
+      if (entry->d_name[0] == '.') continue;
+      std::ifstream comm(task_dir + entry->d_name + "/comm");
+      std::string name;
+      if (!std::getline(comm, name) || name != "session") continue;
+      std::ifstream stat(task_dir + entry->d_name + "/stat");
+      std::stringstream contents;
+      contents << stat.rdbuf();
+      const std::string text = contents.str();
+      const std::size_t paren = text.rfind(')');
+      if (paren != std::string::npos && paren + 2 < text.size()) states += text[paren + 2];
+    }
+    return states;
+  };
+
+  std::vector<std::unique_ptr<RawConnection>> readers;
+  for (int i = 0; i < kReaders; ++i) {
+    readers.push_back(std::make_unique<RawConnection>(server.port));
+    readers.back()->send("get big\n");
+  }
+  // Blocked: every client has part of its answer and every session sleeps
+  // (in send, its socket full; the answer is far larger than the socket
+  // buffers). Whatever a session keeps of the answer, it keeps from here on.
+  long peak = before;
+  const bool blocked = wait_until([&] {
+    peak = std::max(peak, rss_kib(pid));
+    for (const auto& reader : readers) {
+      if (readable_bytes(reader->fd()) == 0) return false;
+    }
+    const std::string states = session_states();
+    return states == std::string(kReaders, 'S');
+  });
+  CHECK(blocked);
+  peak = std::max(peak, rss_kib(pid));
+  std::fprintf(stderr,
+               "[measure] %d clients not reading a %d-sample get: server RSS %ld KiB before, "
+               "%ld KiB peak (a full copy is %ld KiB)\n",
+               kReaders, kSamples, before, peak, kCopyKib);
+  CHECK(peak - before < kAllowedCopies * kCopyKib);
+
+  // Gone, they take their sessions with them.
+  for (auto& reader : readers) reader->reset();
+  CHECK(wait_until([&] { return metrics::proc_threads_named(pid, "session") == 0; }));
+  const long after = rss_kib(pid);
+  std::fprintf(stderr, "[measure] after they closed: server RSS %ld KiB\n", after);
+  CHECK(after - before < kAllowedCopies * kCopyKib);
+}
+
 TEST_CASE("a get * over a million samples does not hold up other clients' puts",
           "[hardening][faults]") {
   TestServer server;

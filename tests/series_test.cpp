@@ -3,6 +3,9 @@
 // last put at a timestamp wins), against a std::map model.
 #include "metrics/series.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstddef>
@@ -10,7 +13,11 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "metrics/procfs.hpp"
+#include "test_util.hpp"
 
 using metrics::Sample;
 using metrics::SampleSeries;
@@ -73,6 +80,53 @@ TEST_CASE("a series matches an ordered map under any order of puts", "[series]")
   CHECK(wrong_results == 0);
   CHECK(series.size() == model.size());
   CHECK(samples_of(series) == samples_of(model));
+}
+
+TEST_CASE("a range of a series holds its samples between the bounds, at most as many as asked",
+          "[series]") {
+  // Every fifth timestamp over ten blocks, some inserted out of order so
+  // that blocks are split and partly full; ranges start and end inside,
+  // between and beyond blocks.
+  SampleSeries series;
+  std::map<int64_t, double> model;
+  std::mt19937 random(7);
+  std::vector<int64_t> timestamps;
+  for (int i = 0; i < 10 * kBlock; ++i) timestamps.push_back(5 * i);
+  std::shuffle(timestamps.begin() + 3 * kBlock, timestamps.end(), random);
+  for (int64_t ts : timestamps) {
+    series.insert(ts, ts * 0.5);
+    model[ts] = ts * 0.5;
+  }
+  series.insert(std::numeric_limits<int64_t>::min(), 1.0);
+  model[std::numeric_limits<int64_t>::min()] = 1.0;
+  series.insert(std::numeric_limits<int64_t>::max(), 2.0);
+  model[std::numeric_limits<int64_t>::max()] = 2.0;
+  std::uniform_int_distribution<int64_t> bound(-20, 50 * kBlock + 20);
+  std::uniform_int_distribution<std::size_t> count(0, 3 * kBlock);
+  int wrong = 0;
+  for (int round = 0; round < 500; ++round) {
+    int64_t from = bound(random);
+    int64_t until = bound(random);
+    if (round == 0) from = std::numeric_limits<int64_t>::min();
+    if (round == 1) until = std::numeric_limits<int64_t>::max();
+    const std::size_t max = round < 2 ? model.size() : count(random);
+    std::vector<Sample> expected{{-1, -1.0}};
+    for (auto it = model.lower_bound(from);
+         it != model.end() && it->first <= until && expected.size() < max + 1; ++it) {
+      expected.push_back(Sample{it->first, it->second});
+    }
+    std::vector<Sample> got{{-1, -1.0}};  // appended after, as append_to does
+    const std::size_t appended = series.append_range(from, until, max, &got);
+    if (got != expected || appended != expected.size() - 1) {
+      ++wrong;
+      UNSCOPED_INFO("from " << from << " until " << until << " max " << max);
+    }
+  }
+  CHECK(wrong == 0);
+  std::vector<Sample> none;
+  CHECK(series.append_range(10, 9, 100, &none) == 0);
+  CHECK(none.empty());
+  CHECK(series.last_timestamp() == std::numeric_limits<int64_t>::max());
 }
 
 TEST_CASE("inserts into the middle of full blocks split them and keep the order", "[series]") {
@@ -142,4 +196,82 @@ TEST_CASE("the block pool hands out distinct whole blocks across many slabs", "[
     CHECK(sorted[i] - sorted[i - 1] >= static_cast<std::ptrdiff_t>(n));
   }
   for (Sample* block : blocks) allocator.deallocate(block, n);
+}
+
+namespace {
+
+// Whether this is a ThreadSanitizer build, whose allocator dies instead of
+// throwing when the address space runs out.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
+}  // namespace
+
+// Run only as a child process by the next test (the "[.]" tag hides it): it
+// caps the process's address space, which it cannot give back.
+TEST_CASE("the block pool child frees and reuses its blocks with no address space to spare",
+          "[.][block_pool_child]") {
+  using Block = std::vector<Sample, metrics::BlockAllocator<Sample>>;
+  constexpr std::size_t kBlocks = 16384;  // the old free list grew to 128 KiB for them
+  std::vector<Block> blocks(kBlocks);
+  std::vector<const Sample*> first;
+  std::vector<const Sample*> again;
+  first.reserve(kBlocks);
+  again.reserve(kBlocks);
+  for (Block& block : blocks) {
+    block.reserve(SampleSeries::kBlockSamples);
+    first.push_back(block.data());
+  }
+  // From here until the limit is lifted, every mmap and brk fails: nothing
+  // may allocate but the pool's reuse of freed blocks.
+  rlimit old_limit{};
+  REQUIRE(::getrlimit(RLIMIT_AS, &old_limit) == 0);
+  const long size_kib = metrics::proc_status_field(::getpid(), "VmSize");
+  REQUIRE(size_kib > 0);
+  rlimit tight = old_limit;
+  tight.rlim_cur = static_cast<rlim_t>(size_kib) * 1024;
+  REQUIRE(::setrlimit(RLIMIT_AS, &tight) == 0);
+  // Each block is freed by a vector destructor, which is noexcept: a throw
+  // from the pool here would be std::terminate.
+  blocks.clear();
+  blocks.resize(kBlocks);  // within the capacity kept by clear()
+  for (Block& block : blocks) {
+    block.reserve(SampleSeries::kBlockSamples);
+    again.push_back(block.data());
+  }
+  const int lifted = ::setrlimit(RLIMIT_AS, &old_limit);
+  REQUIRE(lifted == 0);
+  // The same blocks came back, from the free list.
+  std::sort(first.begin(), first.end());
+  std::sort(again.begin(), again.end());
+  CHECK(first == again);
+}
+
+TEST_CASE("freeing pool blocks cannot fail for want of memory and the blocks are reused",
+          "[series]") {
+  // Under ASan there is no pool (every block is its own allocation); under
+  // TSan an allocation past the cap kills the process instead of throwing.
+  if (!metrics::block_pool::kPooled || kThreadSanitizer) {
+    SUCCEED("no block pool to test in this build");
+    return;
+  }
+  char self[4096];
+  const ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  REQUIRE(length > 0);
+  const metrics::test::ProcessResult child = metrics::test::run_process(
+      {std::string(self, static_cast<std::size_t>(length)), "[block_pool_child]"});
+  INFO("child stdout: " << child.out);
+  INFO("child stderr: " << child.err);
+  CHECK(child.signal == 0);
+  CHECK(child.exit_code == 0);
+  CHECK(child.out.find("1 passed, 0 failed") != std::string::npos);
 }

@@ -3,10 +3,14 @@
 // in order of first put, and nothing lost when many threads put at once.
 #include "metrics/storage.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -18,6 +22,9 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "metrics/procfs.hpp"
+#include "test_util.hpp"
 
 using namespace std::string_literals;
 
@@ -178,6 +185,99 @@ TEST_CASE("copying a missing key returns false and no samples", "[storage]") {
   CHECK_FALSE(storage.copy_series(std::size_t{1}, &key, &samples));
   CHECK(storage.copy_series(std::size_t{0}, &key, &samples));
   CHECK(key == "present");
+}
+
+namespace {
+
+// The samples of a piecewise copy at `cursor`, in pieces of at most
+// `max_samples`; `pieces` counts them. Stops (failing the test) past
+// `limit` pieces, so a copy that never ends cannot hang the test.
+std::vector<Sample> copy_in_pieces(const Storage& storage, Storage::SeriesCursor cursor,
+                                   std::size_t max_samples, std::size_t* pieces = nullptr,
+                                   std::size_t limit = 1000000) {
+  std::vector<Sample> all;
+  std::vector<Sample> piece = {{1, 1.0}};  // replaced, not appended to
+  std::size_t count = 0;
+  while (storage.copy_piece(&cursor, max_samples, &piece)) {
+    REQUIRE(!piece.empty());
+    REQUIRE(piece.size() <= std::max<std::size_t>(max_samples, 1));
+    all.insert(all.end(), piece.begin(), piece.end());
+    REQUIRE(++count <= limit);
+  }
+  CHECK(piece.empty());
+  if (pieces != nullptr) *pieces = count;
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("the pieces of a series copy concatenate to the whole series", "[storage]") {
+  // Out-of-order puts (split, partly full blocks), a replaced value and the
+  // extreme timestamps; pieces of every size from one sample to more than
+  // the whole series.
+  Storage storage;
+  std::mt19937 random(42);
+  std::vector<int64_t> timestamps(3000);
+  std::iota(timestamps.begin(), timestamps.end(), int64_t{-1000});
+  std::shuffle(timestamps.begin(), timestamps.end(), random);
+  for (int64_t ts : timestamps) storage.put("big", ts, ts * 0.25);
+  storage.put("big", 7, -1.0);
+  storage.put("big", std::numeric_limits<int64_t>::max(), 1.0);
+  storage.put("big", std::numeric_limits<int64_t>::min(), 2.0);
+  storage.put("small", 1, 1.0);
+  const std::vector<Sample> whole = series_of(storage, "big");
+  REQUIRE(whole.size() == 3002);
+
+  for (std::size_t max :
+       {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{255}, std::size_t{256},
+        std::size_t{1000}, std::size_t{3002}, std::size_t{100000}}) {
+    CAPTURE(max);
+    Storage::SeriesCursor cursor;
+    REQUIRE(storage.open_series("big", &cursor));
+    std::size_t pieces = 0;
+    CHECK(copy_in_pieces(storage, cursor, max, &pieces) == whole);
+    // Asking for no samples is asking for one a piece.
+    const std::size_t per_piece = std::max<std::size_t>(max, 1);
+    CHECK(pieces == (whole.size() + per_piece - 1) / per_piece);
+  }
+
+  // By index too, which also names the key.
+  std::string key;
+  Storage::SeriesCursor cursor;
+  REQUIRE(storage.open_series(std::size_t{1}, &key, &cursor));
+  CHECK(key == "small");
+  CHECK(copy_in_pieces(storage, cursor, 10) == std::vector<Sample>{{1, 1.0}});
+  REQUIRE(storage.open_series(std::size_t{0}, &key, &cursor));
+  CHECK(key == "big");
+  CHECK(copy_in_pieces(storage, cursor, 100) == whole);
+
+  // A missing key, or index, opens a copy of nothing, and creates nothing.
+  CHECK_FALSE(storage.open_series("missing", &cursor));
+  CHECK(copy_in_pieces(storage, cursor, 10).empty());
+  CHECK_FALSE(storage.open_series(std::size_t{2}, &key, &cursor));
+  CHECK(copy_in_pieces(storage, cursor, 10).empty());
+  CHECK(copy_in_pieces(storage, Storage::SeriesCursor(), 10).empty());
+  CHECK(storage.key_count() == 2);
+}
+
+TEST_CASE("a piecewise copy sees puts ahead of it up to the key's last timestamp when opened",
+          "[storage]") {
+  Storage storage;
+  for (int64_t ts = 0; ts < 100; ts += 10) storage.put("k", ts, 1.0);  // 0, 10, ..., 90
+  Storage::SeriesCursor cursor;
+  REQUIRE(storage.open_series("k", &cursor));
+  std::vector<Sample> piece;
+  REQUIRE(storage.copy_piece(&cursor, 3, &piece));
+  CHECK(piece == std::vector<Sample>{{0, 1.0}, {10, 1.0}, {20, 1.0}});
+  storage.put("k", 5, 2.0);   // behind the copy: not sent
+  storage.put("k", 10, 2.0);  // a value already sent: not sent again
+  storage.put("k", 25, 2.0);  // ahead of it: sent
+  storage.put("k", 50, 2.0);  // a replaced value ahead of it: sent as it is now
+  storage.put("k", 85, 2.0);  // before the last timestamp at the opening: sent
+  storage.put("k", 95, 2.0);  // after it: left to a later copy
+  const std::vector<Sample> rest = {{25, 2.0}, {30, 1.0}, {40, 1.0}, {50, 2.0}, {60, 1.0},
+                                    {70, 1.0}, {80, 1.0}, {85, 2.0}, {90, 1.0}};
+  CHECK(copy_in_pieces(storage, cursor, 4) == rest);
 }
 
 TEST_CASE("keys are compared as whole byte strings", "[storage]") {
@@ -375,6 +475,148 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
     if (key != key_of(w, next[w]++)) ++out_of_order;
   }
   CHECK(out_of_order == 0);
+}
+
+TEST_CASE("a piecewise copy during puts to its key is sorted and has each timestamp once",
+          "[storage][threads]") {
+  // The key holds the even timestamps 0 .. 2(n-1). While copies run, one
+  // writer inserts odd timestamps in between and replaces even ones, and
+  // another appends past the end. Every copy must be strictly increasing
+  // and hold every even timestamp (samples are never removed). The writers
+  // do a fixed number of puts, so the key (and each copy) stays a few MB
+  // however the threads are scheduled; copies go on until both are done.
+  constexpr int64_t kInitial = 20000;
+  constexpr int64_t kAppended = 200000;
+  Storage storage;
+  for (int64_t i = 0; i < kInitial; ++i) storage.put("k", 2 * i, 0.0);
+  std::atomic<int> writers_left{2};
+  std::thread middle([&] {
+    std::mt19937 random(1);
+    std::uniform_int_distribution<int64_t> index(0, kInitial - 1);
+    for (int64_t n = 0; n < kInitial; ++n) {
+      const int64_t i = index(random);
+      storage.put("k", 2 * i + 1, 1.0);
+      storage.put("k", 2 * i, 2.0);
+    }
+    writers_left.fetch_sub(1);
+  });
+  std::thread end([&] {
+    for (int64_t ts = 2 * kInitial; ts < 2 * kInitial + kAppended; ++ts) storage.put("k", ts, 3.0);
+    writers_left.fetch_sub(1);
+  });
+  // Joined however the test ends (the writers end by themselves).
+  struct Join {
+    std::thread& a;
+    std::thread& b;
+    ~Join() {
+      a.join();
+      b.join();
+    }
+  } join{middle, end};
+
+  int copies = 0;
+  int unsorted = 0;
+  int missing = 0;
+  for (; copies < 3 || writers_left.load() > 0; ++copies) {
+    Storage::SeriesCursor cursor;
+    REQUIRE(storage.open_series("k", &cursor));
+    const std::vector<Sample> samples = copy_in_pieces(storage, cursor, 100 + 37 * (copies % 20));
+    if (!sorted_by_unique_timestamp(samples)) ++unsorted;
+    std::size_t even = 0;
+    for (const Sample& s : samples) {
+      if (s.timestamp < 2 * kInitial && s.timestamp % 2 == 0) ++even;
+    }
+    if (even != kInitial) ++missing;
+  }
+  CAPTURE(copies);
+  CHECK(unsorted == 0);
+  CHECK(missing == 0);
+}
+
+namespace {
+
+// A PutLog that holds each put inside log_put until open() is called (or a
+// deadline passes), signalling that it got there. log_put runs under the
+// key's own lock, so a put of a stored key held here keeps that key locked.
+class GateLog : public metrics::PutLog {
+ public:
+  bool log_put(std::string_view, int64_t, double, uint64_t* ticket) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return open_; });
+    *ticket = 1;
+    return true;
+  }
+  bool entered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entered_;
+  }
+  void open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("counting samples while a key is locked does not hold up the creation of new keys",
+          "[storage][threads]") {
+  // The compactor counts samples while the server serves: the count must
+  // wait for a busy key without holding the key-order lock, which every new
+  // key and every step of a `get *` needs.
+  Storage storage;
+  storage.put("first", 1, 1.0);
+  storage.put("held", 1, 1.0);
+
+  // A put to "held" stops inside its log, holding the key's lock.
+  GateLog gate;
+  std::thread holder([&] {
+    uint64_t ticket = 0;
+    storage.put("held", 2, 2.0, gate, &ticket);
+  });
+  REQUIRE(metrics::test::wait_until([&] { return gate.entered(); }));
+
+  // The count reaches "held" and waits for its lock. It is waiting once its
+  // thread keeps going to sleep: a key lock's waiter naps in 50 µs futex
+  // waits, each a voluntary context switch, and nothing else in the count
+  // sleeps while nobody else holds a lock.
+  std::atomic<long> counter_tid{0};
+  std::atomic<std::size_t> counted{0};
+  std::thread counter([&] {
+    counter_tid.store(static_cast<long>(::syscall(SYS_gettid)));
+    counted.store(storage.sample_count());
+  });
+  auto naps = [&] {
+    return metrics::proc_status_field(counter_tid.load(), "voluntary_ctxt_switches");
+  };
+  REQUIRE(metrics::test::wait_until([&] { return counter_tid.load() != 0 && naps() >= 0; }));
+  const long naps_before = naps();
+  const bool count_waits = metrics::test::wait_until([&] { return naps() >= naps_before + 100; });
+
+  // Meanwhile a new key is created.
+  std::atomic<bool> created{false};
+  std::thread creator([&] {
+    storage.put("new", 1, 1.0);
+    created.store(true);
+  });
+  const bool created_while_locked = metrics::test::wait_until([&] { return created.load(); });
+  gate.open();
+  holder.join();
+  counter.join();
+  creator.join();
+  CHECK(count_waits);
+  CHECK(created_while_locked);
+  // The count saw "held" after the held put: its two samples, and "first".
+  CHECK(counted.load() >= 3);
+  CHECK(storage.sample_count() == 4);
 }
 
 namespace {

@@ -14,8 +14,9 @@ namespace metrics {
 // Allocates SampleSeries' full-size blocks: 4 KiB pieces carved from slabs
 // (the first 2 MiB in 256 KiB slabs, then 2 MiB slabs that the kernel may
 // back with transparent huge pages: one page fault a slab instead of 512),
-// with a free list, shared by the whole process and never returned to the
-// system. Blocks from malloc instead would each grow a thread's malloc
+// with a free list threaded through the freed blocks themselves (so freeing
+// never allocates and cannot fail), shared by the whole process and never
+// returned to the system. Blocks from malloc instead would each grow a thread's malloc
 // arena by one more page with an mprotect call: one system call per 256 puts,
 // about 7% of a pipelined put. Other sizes go to operator new. Thread-safe
 // (one mutex, taken once per block).
@@ -28,7 +29,8 @@ class BlockAllocator {
   BlockAllocator(const BlockAllocator<U>& /*other*/) {}  // NOLINT: allocators convert implicitly
 
   T* allocate(std::size_t n);
-  void deallocate(T* p, std::size_t n);
+  // Never throws: it runs in destructors.
+  void deallocate(T* p, std::size_t n) noexcept;
 
   friend bool operator==(const BlockAllocator&, const BlockAllocator&) { return true; }
   friend bool operator!=(const BlockAllocator&, const BlockAllocator&) { return false; }
@@ -50,8 +52,11 @@ inline constexpr bool kPooled = true;
 #else
 inline constexpr bool kPooled = true;
 #endif
+// A block of kBytes, aligned for any type; throws std::bad_alloc when no
+// memory can be mapped.
 void* allocate();
-void deallocate(void* block);
+// Gives back a block from allocate(). Never allocates, so never fails.
+void deallocate(void* block) noexcept;
 }  // namespace block_pool
 
 template <typename T>
@@ -61,7 +66,7 @@ T* BlockAllocator<T>::allocate(std::size_t n) {
 }
 
 template <typename T>
-void BlockAllocator<T>::deallocate(T* p, std::size_t n) {
+void BlockAllocator<T>::deallocate(T* p, std::size_t n) noexcept {
   if (n * sizeof(T) == block_pool::kBytes) {
     block_pool::deallocate(p);
   } else {
@@ -89,6 +94,16 @@ class SampleSeries {
 
   // Appends every sample, in order, to `out`.
   void append_to(std::vector<Sample>* out) const;
+
+  // Appends to `out`, in order, the first `max_samples` samples (or all, if
+  // fewer) whose timestamp is at least `from` and at most `until`. Returns
+  // how many it appended. Costs a binary search plus the samples copied, so
+  // a long series can be read a bounded piece at a time.
+  std::size_t append_range(int64_t from, int64_t until, std::size_t max_samples,
+                           std::vector<Sample>* out) const;
+
+  // The highest timestamp stored. REQUIRES: size() > 0.
+  int64_t last_timestamp() const { return blocks_.back().back().timestamp; }
 
  private:
   using Block = std::vector<Sample, BlockAllocator<Sample>>;

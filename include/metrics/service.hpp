@@ -47,10 +47,16 @@ class MetricsSession : public LineHandler {
   // Applies the gathered puts, in order.
   void apply_pending();
 
-  // Appends the answer to `get key`: one key, or every key for "*". A key's
-  // lock is held only while its samples are copied; formatting and sending
-  // happen outside it.
+  // Appends the answer to `get key`: one key, or every key for "*", a piece
+  // of a key's samples at a time (Storage::copy_piece, whose consistency the
+  // answer has). A key's lock is held only while a piece is copied;
+  // formatting and sending happen outside it, and the answer is sent as it
+  // grows (Output::flush_if_large), so a session whose client does not read
+  // holds one piece and about 100 KiB of answer, whatever the key's size.
   void answer_get(std::string_view key, Output& out);
+
+  // Appends the answer lines of the copy at `cursor`, of `key`'s samples.
+  void answer_series(std::string_view key, Storage::SeriesCursor* cursor, Output& out);
 
   Storage& storage_;
   Wal* wal_;
@@ -59,6 +65,9 @@ class MetricsSession : public LineHandler {
   std::vector<PendingPut> pending_;
   std::string keys_;
   std::vector<Storage::KeyedSample> batch_;  // reused by apply_pending
+  // The samples of the piece being answered: a few KiB at most (reused by
+  // answer_series).
+  std::vector<Sample> piece_;
 
   // A put's provisional answer carries a session ticket: 1, 2, 3, ...
   uint64_t next_ticket_ = 0;  // the last one handed out

@@ -52,10 +52,15 @@ class PutLog {
 //   `get *` and serialises every change to the index.
 // Readers copy what they need under a key's lock and format it after
 // releasing it, so a large `get *` never holds a lock for long: it walks the
-// keys one at a time (see copy_series).
+// keys one at a time, and each key's samples a bounded piece at a time (see
+// open_series and copy_piece).
 //
-// Lock order: order_mu_, then a key's lock.
+// Lock order: order_mu_, then a key's lock. Nothing holds order_mu_ while it
+// waits for a key's lock: a busy key holds up only its own readers and
+// writers, never the creation of keys or a walk over them.
 class Storage {
+  struct Entry;
+
  public:
   Storage();
   ~Storage();
@@ -95,8 +100,10 @@ class Storage {
   // below this stay valid.
   std::size_t key_count() const;
 
-  // Total number of samples stored. Walks every key, taking each key's lock
-  // in turn (while puts run, a count from between them): not for hot paths.
+  // Total number of samples under the keys stored when the count began.
+  // Walks those keys as `get *` does, taking order_mu_ only to find each one
+  // and then that key's lock (while puts run, a count from between them):
+  // not for hot paths.
   std::size_t sample_count() const;
 
   // Copies the key at `index` (0 = first stored) and its samples into `key`
@@ -107,6 +114,45 @@ class Storage {
   // Copies the samples of `key` into `samples` (replacing their contents).
   // Returns false, leaving `samples` empty, if the key is not stored.
   bool copy_series(std::string_view key, std::vector<Sample>* samples) const;
+
+  // A copy of one key's samples made a piece at a time (open_series, then
+  // copy_piece until it returns false), so that whoever sends them needs
+  // memory for one piece, not for the whole series. A default-constructed
+  // cursor copies nothing. Cheap to copy; valid as long as its Storage.
+  class SeriesCursor {
+   private:
+    friend class Storage;
+    const Entry* entry_ = nullptr;  // null: nothing (more) to copy
+    int64_t next_ = 0;              // the lowest timestamp not yet copied
+    int64_t until_ = 0;             // the key's highest timestamp at open_series
+  };
+
+  // Starts a piecewise copy of `key`'s samples in `*cursor`. Returns false
+  // (the cursor then copies nothing) if the key is not stored.
+  bool open_series(std::string_view key, SeriesCursor* cursor) const;
+
+  // Likewise for the key at `index` in key order (0 = first stored), whose
+  // name is copied into `key`. Returns false if there is no such index.
+  bool open_series(std::size_t index, std::string* key, SeriesCursor* cursor) const;
+
+  // Replaces the contents of `samples` with the next piece of the cursor's
+  // copy: at most `max_samples` (at least 1) samples, copied under the key's
+  // lock, which is held for this piece only. Returns false, with `samples`
+  // empty, once the copy is complete.
+  //
+  // Consistency, with puts to the key running between pieces: the pieces
+  // concatenate to samples in ascending timestamp order, each timestamp at
+  // most once, none after the key's highest timestamp when the copy was
+  // opened. Each piece is a snapshot of its range of timestamps when it was
+  // copied. So the copy holds every sample the key had when it was opened
+  // (with the value it had when its piece was copied) and, of the samples
+  // put meanwhile, those at timestamps the copy had not yet passed, up to
+  // that highest timestamp; a replaced value is not sent again. Samples put
+  // after the opening's highest timestamp are left to a later get, so the
+  // copy ends however fast new samples arrive. (copy_series, in contrast,
+  // is a single snapshot of the whole series.)
+  bool copy_piece(SeriesCursor* cursor, std::size_t max_samples,
+                  std::vector<Sample>* samples) const;
 
  private:
   // One key. Over-aligned so that two keys written by different sessions
@@ -135,6 +181,13 @@ class Storage {
   // The entry of `key` in the current index, or null. Lock-free; a null
   // answer is only final under order_mu_.
   Entry* find(std::string_view key, std::size_t hash) const;
+
+  // The entry of `key`, or null if it is not stored (retrying under
+  // order_mu_ before concluding so).
+  const Entry* find_stored(std::string_view key) const;
+
+  // Points `cursor` at the whole of `entry`'s samples as they end now.
+  static void open_entry(const Entry* entry, SeriesCursor* cursor);
 
   // put(), with the key's hash given, logging to `log` unless it is null.
   bool apply(std::string_view key, std::size_t hash, int64_t timestamp, double value, PutLog* log,
