@@ -5,7 +5,7 @@ CXX      ?= g++
 BUILD    ?= build
 CXXFLAGS ?= -O2 -g
 SANFLAGS ?=
-override CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -pthread -MMD -MP -Iinclude $(SANFLAGS)
+override CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -pthread -MMD -MP -Iinclude -Isrc $(SANFLAGS)
 override LDFLAGS  += -pthread $(SANFLAGS)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -111,7 +111,7 @@ FUZZ_SECONDS  ?= 60
 FUZZ_BUILD    ?= build/fuzz
 FUZZ_TARGETS  := parse_request line_splitter answer
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev
-FUZZ_FLAGS    := -std=c++17 -O1 -g -Wall -Wextra -Werror -Iinclude \
+FUZZ_FLAGS    := -std=c++17 -O1 -g -Wall -Wextra -Werror -Iinclude -Isrc \
                  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 $(FUZZ_BUILD)/%_fuzz: tests/fuzz/%_fuzz.cpp src/protocol.cpp include/metrics/protocol.hpp \
