@@ -252,7 +252,9 @@ bool Server::some_client_gone() const {
     std::lock_guard<std::mutex> lock(mu_);
     fds.reserve(sessions_.size());
     for (const auto& [id, session] : sessions_) {
-      if (!session->done) fds.push_back(pollfd{session->fd.get(), POLLRDHUP, 0});
+      // A session that has ended since admit() looked is a slot come free.
+      if (session->done) return true;
+      fds.push_back(pollfd{session->fd.get(), POLLRDHUP, 0});
     }
   }
   // The descriptors stay open outside the lock: only this thread closes
@@ -267,6 +269,10 @@ bool Server::some_client_gone() const {
 bool Server::wait_to_admit(uint64_t* id, std::size_t* open) {
   const auto deadline = std::chrono::steady_clock::now() + kSlotWait;
   while (!stopping_.load()) {
+    // Admission is tried again before each wait: a session may end (and
+    // its wake-up be drained by an earlier wait) between two checks.
+    if (admit(id, open)) return true;
+    if (!some_client_gone()) return false;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
@@ -279,7 +285,6 @@ bool Server::wait_to_admit(uint64_t* id, std::size_t* open) {
       while (::read(wake_read_.get(), drain, sizeof drain) > 0) {
       }
       reap_finished();
-      if (admit(id, open)) return true;
     }
   }
   return false;
@@ -295,7 +300,7 @@ void Server::start_session(Fd fd, std::string peer) {
   // that is as good as free. So wait for such a session to end (briefly: it
   // has only to read the end of stream), and refuse at once when every
   // client is still there.
-  bool admitted = admit(&id, &open) || (some_client_gone() && wait_to_admit(&id, &open));
+  bool admitted = wait_to_admit(&id, &open);
   if (!admitted) {
     ++refused_;
 

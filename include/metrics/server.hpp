@@ -177,11 +177,12 @@ class Server {
   // Counts a new session in if the limit allows; sets `open` to the sessions
   // open before it and, if admitted, `id` to the new session's.
   bool admit(uint64_t* id, std::size_t* open);
-  // Whether the client of some open session has closed or reset its
-  // connection (so that session is about to end).
+  // Whether some session has ended, or the client of some open session has
+  // closed or reset its connection (so that session is about to end).
   bool some_client_gone() const;
-  // Waits (at most 1 s, or until stop()) for sessions to end, reaping them,
-  // and admits as admit() does as soon as there is room.
+  // Admits as admit() does; at the limit, while some_client_gone(), waits
+  // (at most 1 s, or until stop()) for sessions to end, reaping them, and
+  // admits as soon as there is room.
   bool wait_to_admit(uint64_t* id, std::size_t* open);
   void serve(Session* session, uint64_t id);
   void finish(uint64_t id);
