@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "line_service.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
 
