@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "line_service.hpp"
+#include "sanitizers.hpp"
 
 namespace metrics {
 
@@ -25,6 +26,10 @@ namespace {
 // session keeps no heap buffer, and only the pages a read touched are
 // resident.
 constexpr std::size_t kReadChunk = 16 * 1024;
+
+// Each session thread's stack (use_small_session_stacks): the 16 KiB read
+// buffer plus a few frames.
+constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
 // How long a connection that arrives at the connection limit waits for a
 // session whose client has already gone to end (Server::start_session).
@@ -454,6 +459,10 @@ void set_default_thread_stack_size(std::size_t bytes) {
   if (rc != 0) {
     throw SystemError(errno_message("set thread stack size", rc), rc);
   }
+}
+
+void use_small_session_stacks() {
+  if (!kThreadSanitizer) set_default_thread_stack_size(kSessionStackBytes);
 }
 
 }  // namespace metrics
