@@ -5,32 +5,30 @@
 #ifndef METRICS_SANITIZERS_HPP_
 #define METRICS_SANITIZERS_HPP_
 
+#if defined(__has_feature)
+#define METRICS_HAS_FEATURE(feature) __has_feature(feature)
+#else
+#define METRICS_HAS_FEATURE(feature) 0
+#endif
+
 namespace metrics {
 
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool kAddressSanitizer = true;
+inline constexpr bool kAddressSanitizer =
+#if defined(__SANITIZE_ADDRESS__) || METRICS_HAS_FEATURE(address_sanitizer)
+    true;
 #else
-inline constexpr bool kAddressSanitizer = false;
-#endif
-#else
-inline constexpr bool kAddressSanitizer = false;
+    false;
 #endif
 
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool kThreadSanitizer = true;
+inline constexpr bool kThreadSanitizer =
+#if defined(__SANITIZE_THREAD__) || METRICS_HAS_FEATURE(thread_sanitizer)
+    true;
 #else
-inline constexpr bool kThreadSanitizer = false;
-#endif
-#else
-inline constexpr bool kThreadSanitizer = false;
+    false;
 #endif
 
 }  // namespace metrics
+
+#undef METRICS_HAS_FEATURE
 
 #endif  // METRICS_SANITIZERS_HPP_
