@@ -56,8 +56,8 @@ class ProvisionalAnswers {
 //
 // The session gathers the puts of a batch (the lines of one read) and
 // applies them together: when a get comes (so it sees them), when 256 are
-// waiting, or when the session settles its answers before they are sent
-// (before_send). Each put's "ok" is provisional until then. Together, the storage looks the
+// waiting, or when the session settles its answers before sending them.
+// Each put's "ok" is provisional until then. Together, the storage looks the
 // keys up a few puts ahead (Storage::put_many), and with a Wal the log's lock
 // is taken once for all of them (Wal::put_batch). Without a Wal, puts live in
 // memory only and always succeed; with one, a put the log refused, or whose
