@@ -11,14 +11,11 @@
 #include <string>
 #include <string_view>
 
+#include "line_service.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
 
 namespace {
-
-// The same session stack size metrics-server uses (src/server_main.cpp), so
-// that the two differ only in their handler.
-constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
 // Answers every line, blank ones included, with "ok\n\n".
 class NoopHandler : public metrics::LineHandler {
@@ -50,7 +47,9 @@ int main(int argc, char** argv) {
   metrics::block_stop_signals();
 
   try {
-    metrics::set_default_thread_stack_size(kSessionStackBytes);
+    // The same session stacks as metrics-server, so that the two differ only
+    // in their handler.
+    metrics::use_small_session_stacks();
     NoopService service;
     metrics::Server server(options, service);
     server.listen();

@@ -15,7 +15,8 @@
 #include <cstdio>
 #include <system_error>
 
-#include "metrics/buffer.hpp"
+#include "line_service.hpp"
+#include "sanitizers.hpp"
 
 namespace metrics {
 
@@ -26,9 +27,9 @@ namespace {
 // resident.
 constexpr std::size_t kReadChunk = 16 * 1024;
 
-// After a send, a buffer larger than this is returned to the allocator so
-// an idle session does not keep the memory of its largest answer.
-constexpr std::size_t kKeepBufferBytes = 16 * 1024;
+// Each session thread's stack (use_small_session_stacks): the 16 KiB read
+// buffer plus a few frames.
+constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
 // How long a connection that arrives at the connection limit waits for a
 // session whose client has already gone to end (Server::start_session).
@@ -70,49 +71,6 @@ void set_timeout(int fd, int option, double seconds) {
 }
 
 }  // namespace
-
-void Output::append_provisional(std::string_view answer, std::string_view if_failed,
-                                uint64_t ticket) {
-  provisional_.push_back(Provisional{buffer_.size(), answer.size(), if_failed, ticket});
-  buffer_.append(answer);
-}
-
-void Output::settle() {
-  // Without a handler there is nothing to wait for: every answer stands.
-  const uint64_t last = provisional_.back().ticket;
-  const uint64_t settled = handler_ != nullptr ? handler_->settle(last) : last;
-  if (settled < last) {
-    std::string rewritten;
-    rewritten.reserve(buffer_.size());
-    std::size_t copied = 0;
-    for (const Provisional& p : provisional_) {
-      if (p.ticket <= settled) continue;
-      rewritten.append(buffer_, copied, p.offset - copied);
-      rewritten.append(p.if_failed);
-      copied = p.offset + p.length;
-    }
-    rewritten.append(buffer_, copied, std::string::npos);
-    buffer_.swap(rewritten);
-  }
-  provisional_.clear();
-}
-
-bool Output::flush(bool keep_capacity) {
-  // Provisional answers are settled before any byte of the buffer is sent.
-  if (!failed_ && !provisional_.empty()) settle();
-  provisional_.clear();
-  if (!failed_ && !buffer_.empty()) {
-    failed_ = !send_all(fd_, buffer_);
-  }
-  // Freeing the buffer between the chunks of one large answer would cost an
-  // mmap, page faults and a munmap with a TLB shootdown per 64 KiB chunk.
-  if (keep_capacity) {
-    buffer_.clear();
-  } else {
-    clear_and_trim(buffer_, kKeepBufferBytes);
-  }
-  return !failed_;
-}
 
 Server::Server(ServerOptions options, Service& service)
     : options_(std::move(options)), service_(service) {
@@ -506,6 +464,10 @@ void set_default_thread_stack_size(std::size_t bytes) {
   if (rc != 0) {
     throw SystemError(errno_message("set thread stack size", rc), rc);
   }
+}
+
+void use_small_session_stacks() {
+  if (!kThreadSanitizer) set_default_thread_stack_size(kSessionStackBytes);
 }
 
 }  // namespace metrics

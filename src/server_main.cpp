@@ -29,24 +29,6 @@ namespace {
 // the wake pipe, slack).
 constexpr rlim_t kReservedDescriptors = 16;
 
-// Each session thread's stack: the 16 KiB read buffer plus a few frames.
-constexpr std::size_t kSessionStackBytes = 256 * 1024;
-
-// ThreadSanitizer's pthread_create fails with EINVAL for a thread started
-// without attributes (as std::thread starts them) once the process-wide
-// default stack size has been changed, so a TSan build keeps the default.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kSmallSessionStacks = false;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kSmallSessionStacks = false;
-#else
-constexpr bool kSmallSessionStacks = true;
-#endif
-#else
-constexpr bool kSmallSessionStacks = true;
-#endif
-
 constexpr int kExitUsage = 2;
 
 // The ranges of the numeric options. Each bound keeps the value meaningful
@@ -219,7 +201,7 @@ int main(int argc, char** argv) {
   ::signal(SIGUSR2, SIG_IGN);
 
   try {
-    if (kSmallSessionStacks) metrics::set_default_thread_stack_size(kSessionStackBytes);
+    metrics::use_small_session_stacks();
     check_descriptor_limit(options);
     metrics::Storage storage;
     std::unique_ptr<metrics::Wal> wal;

@@ -30,6 +30,29 @@ constexpr std::size_t kSampleLineBytes = 47;
 
 }  // namespace
 
+void ProvisionalAnswers::append(std::string& buffer, std::string_view answer,
+                                std::string_view if_failed, uint64_t ticket) {
+  answers_.push_back(Answer{buffer.size(), answer.size(), if_failed, ticket});
+  buffer.append(answer);
+}
+
+void ProvisionalAnswers::settle(std::string& buffer, uint64_t last_good) {
+  if (!answers_.empty() && last_good < answers_.back().ticket) {
+    std::string rewritten;
+    rewritten.reserve(buffer.size());
+    std::size_t copied = 0;
+    for (const Answer& a : answers_) {
+      if (a.ticket <= last_good) continue;
+      rewritten.append(buffer, copied, a.offset - copied);
+      rewritten.append(a.if_failed);
+      copied = a.offset + a.length;
+    }
+    rewritten.append(buffer, copied, std::string::npos);
+    buffer.swap(rewritten);
+  }
+  answers_.clear();
+}
+
 void MetricsSession::handle_line(std::string_view line, Output& out) {
   Request request = parse_request(line);
   switch (request.kind) {
@@ -41,7 +64,7 @@ void MetricsSession::handle_line(std::string_view line, Output& out) {
     case RequestKind::kPut:
       pending_.push_back(PendingPut{request.key.size(), request.timestamp, request.value});
       keys_.append(request.key);
-      out.append_provisional(kOkAnswer, kStorageFailureAnswer, ++next_ticket_);
+      provisional_.append(out.buffer(), kOkAnswer, kStorageFailureAnswer, ++next_ticket_);
       if (pending_.size() == kMaxBatch || keys_.size() >= kMaxBatchKeyBytes) apply_pending();
       return;
     case RequestKind::kGet:
@@ -73,6 +96,11 @@ void MetricsSession::apply_pending() {
   pending_.clear();
   batch_.clear();
   clear_and_trim(keys_, kMaxBatchKeyBytes);
+}
+
+void MetricsSession::before_send(std::string& buffer) {
+  if (provisional_.empty()) return;
+  provisional_.settle(buffer, settle(provisional_.last_ticket()));
 }
 
 uint64_t MetricsSession::settle(uint64_t ticket) {

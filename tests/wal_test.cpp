@@ -613,52 +613,6 @@ TEST_CASE("a batch of puts applied at once stores what the puts one by one would
   CHECK(series(at_once, "b") == std::vector<Sample>{{1, 2.0}, {2, 4.0}, {3, 9.0}});
 }
 
-namespace {
-
-// Settles every ticket up to a fixed one, as a log that failed after it.
-class SettlesUpTo : public metrics::LineHandler {
- public:
-  explicit SettlesUpTo(uint64_t last) : last_(last) {}
-  void handle_line(std::string_view, metrics::Output&) override {}
-  uint64_t settle(uint64_t ticket) override {
-    asked_ = ticket;
-    return std::min(ticket, last_);
-  }
-  uint64_t asked() const { return asked_; }
-
- private:
-  uint64_t last_;
-  uint64_t asked_ = 0;
-};
-
-}  // namespace
-
-TEST_CASE("a provisional answer whose ticket fails is sent as the failure answer, in its place",
-          "[wal]") {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  metrics::Fd ours(fds[0]), theirs(fds[1]);
-  SettlesUpTo handler(2);
-  metrics::Output out(ours.get(), &handler);
-  out.buffer().append("A");
-  out.append_provisional(metrics::kOkAnswer, metrics::kStorageFailureAnswer, 1);
-  out.append_provisional(metrics::kOkAnswer, metrics::kStorageFailureAnswer, 2);
-  out.buffer().append("B");
-  out.append_provisional(metrics::kOkAnswer, metrics::kStorageFailureAnswer, 3);
-  out.buffer().append("C");
-  REQUIRE(out.flush());
-  CHECK(handler.asked() == 3);  // one settle for the whole batch, with its last ticket
-  std::string expected = "Aok\n\nok\n\nBerror\nstorage failure\n\nC";
-  std::string got;
-  while (got.size() < expected.size()) {
-    char chunk[256];
-    long n = metrics::recv_some(theirs.get(), chunk, sizeof chunk, metrics::test::kDeadline);
-    REQUIRE(n > 0);
-    got.append(chunk, static_cast<std::size_t>(n));
-  }
-  CHECK(got == expected);
-}
-
 TEST_CASE("the log's adaptive mutex excludes and works with condition_variable_any", "[wal]") {
   // Wal::mu_ is a metrics::AdaptiveMutex: 4 threads add under it with no
   // update lost, and a waiter on condition_variable_any sees the total.

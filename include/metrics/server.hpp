@@ -3,9 +3,10 @@
 // A raw BSD-sockets accept loop (Server::run) starts one std::thread per
 // connection. Each session thread reads into a buffer, splits the bytes into
 // bounded lines, hands every complete line to its session's LineHandler in
-// order, and writes the answers of one read back with one send. What a line
-// means is the Service's business: MetricsService (service.hpp) implements the
-// metrics protocol; a no-op service measures the socket loop alone.
+// order, and writes the answers of one read back with one send, letting the
+// handler finish them first (LineHandler::before_send). What a line means is
+// the Service's business: MetricsService (service.hpp) implements the metrics
+// protocol; a no-op service measures the socket loop alone.
 #ifndef METRICS_SERVER_HPP_
 #define METRICS_SERVER_HPP_
 
@@ -26,89 +27,9 @@
 
 namespace metrics {
 
-class LineHandler;
-
-// The answers of one session, buffered and sent by the session loop in one
-// write per batch of requests. Not thread-safe: belongs to one session.
-class Output {
- public:
-  // `handler` settles provisional answers (append_provisional); it may be
-  // null when none are used.
-  explicit Output(int fd, LineHandler* handler = nullptr) : fd_(fd), handler_(handler) {}
-
-  // The bytes still to be sent; handlers append their answers here.
-  std::string& buffer() { return buffer_; }
-
-  // A buffer grown past this many bytes is sent by flush_if_large().
-  static constexpr std::size_t kStreamBytes = 64 * 1024;
-
-  // Sends the buffer now if it holds more than kStreamBytes, so that a very
-  // large answer streams out instead of being built whole in memory. The
-  // buffer keeps its capacity for the rest of that answer.
-  void flush_if_large() {
-    if (buffer_.size() > kStreamBytes) flush(/*keep_capacity=*/true);
-  }
-
-  // Sends everything buffered. Returns false once any send has failed (the
-  // peer is gone or too slow); later data is then dropped. Unless
-  // `keep_capacity`, a large buffer's memory is returned to the allocator, so
-  // an idle session does not keep the memory of its largest answer.
-  bool flush(bool keep_capacity = false);
-
-  bool failed() const { return failed_; }
-
-  // Appends `answer`, which must not reach the peer before the handler has
-  // settled `ticket` (LineHandler::settle), e.g. a put's "ok" that waits for
-  // its log record to be written. If that ticket fails, the answer is sent as
-  // `if_failed` instead, which must outlive the Output (a literal). Tickets
-  // passed to one Output never decrease.
-  void append_provisional(std::string_view answer, std::string_view if_failed, uint64_t ticket);
-
- private:
-  struct Provisional {
-    std::size_t offset;
-    std::size_t length;
-    std::string_view if_failed;
-    uint64_t ticket;
-  };
-
-  // Settles every provisional answer in the buffer, rewriting the failed ones.
-  void settle();
-
-  int fd_;
-  LineHandler* handler_;
-  std::string buffer_;
-  std::vector<Provisional> provisional_;
-  bool failed_ = false;
-};
-
-// What one session does with each of its request lines. Belongs to one
-// session: called from that session's thread only.
-class LineHandler {
- public:
-  virtual ~LineHandler() = default;
-
-  // Answers one complete request line (the bytes before its '\n'; a trailing
-  // '\r' is still there) by appending to `out`.
-  virtual void handle_line(std::string_view line, Output& out) = 0;
-
-  // Answers a line longer than the server's line limit. By default:
-  // "error\nwrong command\n\n" (docs/protocol.md).
-  virtual void handle_too_long(Output& out) { out.buffer().append(kWrongCommandAnswer); }
-
-  // Waits until the work behind every provisional answer with a ticket up to
-  // `ticket` is done (Output::append_provisional) and returns the highest
-  // ticket that succeeded; answers with a higher one are sent as failures.
-  // Called by a session before it sends answers. By default all succeed.
-  virtual uint64_t settle(uint64_t ticket) { return ticket; }
-};
-
-// What a server serves: makes each session's LineHandler. Thread-safe.
-class Service {
- public:
-  virtual ~Service() = default;
-  virtual std::unique_ptr<LineHandler> open_session() = 0;
-};
+// What the server serves (src/line_service.hpp): a Service makes each
+// session's LineHandler, which answers into the session's Output.
+class Service;
 
 // The name (/proc/PID/task/TID/comm) of every session thread.
 inline constexpr char kSessionThreadName[] = "session";
@@ -231,6 +152,15 @@ void run_until_stop_signal(Server& server);
 // std::thread included (pthread_setattr_default_np). metrics-server uses it
 // to make 10,000 session threads cheap. Throws SystemError on failure.
 void set_default_thread_stack_size(std::size_t bytes);
+
+// Gives the session threads started from now on the small stack that a
+// server program uses (a session's 16 KiB read buffer plus a few frames),
+// so that 10,000 of them are cheap; call it in main() before the server
+// starts. A ThreadSanitizer build keeps the default size instead: its
+// pthread_create fails with EINVAL for a thread started without attributes
+// (as std::thread starts them) once the process-wide default has been
+// changed. Throws SystemError on failure.
+void use_small_session_stacks();
 
 }  // namespace metrics
 

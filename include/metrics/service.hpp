@@ -10,11 +10,46 @@
 #include <string_view>
 #include <vector>
 
-#include "metrics/server.hpp"
+#include "line_service.hpp"
 #include "metrics/storage.hpp"
 #include "metrics/wal.hpp"
 
 namespace metrics {
+
+// The answers a session has appended to its Output's buffer that are not
+// final yet, e.g. a put's "ok" that waits for its log record to be written:
+// where each one is in the buffer and the ticket it waits on. Offsets count
+// from the start of the buffer, which the session loop empties after each
+// send, so settle() must be called before every send
+// (LineHandler::before_send). Not thread-safe: belongs to one session.
+class ProvisionalAnswers {
+ public:
+  // Appends `answer` to `buffer`; if `ticket` fails (settle), it is replaced
+  // by `if_failed`, which must outlive this object (a literal). The tickets
+  // appended between two settles never decrease.
+  void append(std::string& buffer, std::string_view answer, std::string_view if_failed,
+              uint64_t ticket);
+
+  bool empty() const { return answers_.empty(); }
+
+  // The ticket of the answer appended last. Only when !empty().
+  uint64_t last_ticket() const { return answers_.back().ticket; }
+
+  // Makes the answers in `buffer` final: each whose ticket is above
+  // `last_good` is replaced, in its place, by its `if_failed`. Then forgets
+  // them all.
+  void settle(std::string& buffer, uint64_t last_good);
+
+ private:
+  struct Answer {
+    std::size_t offset;
+    std::size_t length;
+    std::string_view if_failed;
+    uint64_t ticket;
+  };
+
+  std::vector<Answer> answers_;
+};
 
 // One session of the metrics protocol: parses each line, applies it to the
 // storage and appends the answer (docs/protocol.md).
@@ -33,7 +68,11 @@ class MetricsSession : public LineHandler {
   MetricsSession(Storage& storage, Wal* wal) : storage_(storage), wal_(wal) {}
 
   void handle_line(std::string_view line, Output& out) override;
-  uint64_t settle(uint64_t ticket) override;
+
+  // Settles the buffer's provisional answers (the puts' "ok"), one settle
+  // for all of them, rewriting the failed ones as
+  // "error\nstorage failure\n\n".
+  void before_send(std::string& buffer) override;
 
  private:
   static constexpr std::size_t kMaxBatch = 256;
@@ -46,6 +85,11 @@ class MetricsSession : public LineHandler {
 
   // Applies the gathered puts, in order.
   void apply_pending();
+
+  // Applies the gathered puts and waits until the work behind every put with
+  // a session ticket up to `ticket` is done; returns the highest ticket that
+  // succeeded (the puts after it failed).
+  uint64_t settle(uint64_t ticket);
 
   // Appends the answer to `get key`: one key, or every key for "*", a piece
   // of a key's samples at a time (Storage::copy_piece, whose consistency the
@@ -69,6 +113,8 @@ class MetricsSession : public LineHandler {
   // answer_series).
   std::vector<Sample> piece_;
 
+  // The answers in the Output's buffer that wait for their puts.
+  ProvisionalAnswers provisional_;
   // A put's provisional answer carries a session ticket: 1, 2, 3, ...
   uint64_t next_ticket_ = 0;  // the last one handed out
   uint64_t settled_ = 0;      // the last one settled
