@@ -634,40 +634,6 @@ void Wal::replay(std::shared_ptr<Fd> file) {
   }
 }
 
-// The PutLog the Wal hands the storage while it holds mu_: appends the
-// records of a batch, encoded beforehand, one per put, and remembers the
-// first failure, to be logged once mu_ is released (logging may not wait for
-// anything under a storage lock).
-class Wal::Appender : public PutLog {
- public:
-  // REQUIRES: wal.mu_ held for the Appender's lifetime. `records` holds the
-  // batch's records back to back, in the order of its puts.
-  Appender(Wal& wal, std::string_view records) : wal_(wal), records_(records) {}
-
-  bool log_put(std::string_view key, int64_t, double, uint64_t* ticket) override {
-    if (wal_.failed_ || error_ != 0) return false;
-    const std::string_view record = records_.substr(0, kLogRecordHeaderBytes + key.size());
-    if (int err = wal_.tail_->append(record); err != 0) {
-      error_ = err;
-      return false;
-    }
-    records_.remove_prefix(record.size());
-    ++wal_.records_in_file_;
-    *ticket = ++wal_.appended_seq_;
-    // Without kAlways, a record in the page cache is as durable as promised.
-    if (wal_.options_.fsync != FsyncPolicy::kAlways) wal_.durable_seq_ = wal_.appended_seq_;
-    wal_.dirty_ = true;
-    return true;
-  }
-
-  int error() const { return error_; }
-
- private:
-  Wal& wal_;
-  std::string_view records_;
-  int error_ = 0;
-};
-
 bool Wal::put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) {
   const Storage::KeyedSample one{key, timestamp, value};
   return put_batch(&one, 1, ticket) == 1;
@@ -692,17 +658,37 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   for (std::size_t i = 0; i < n; ++i) {
     append_log_record(&records, puts[i].key, puts[i].timestamp, puts[i].value);
   }
-  std::size_t applied;
+  std::size_t appended = 0;
   {
     std::unique_lock<AdaptiveMutex> lock(mu_);
-    Appender appender(*this, records);
-    applied = storage_.put_many(puts, n, &appender, last_ticket);
-    if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
+    // Whole records, one at a time, until the tail refuses one: the puts
+    // whose records were appended (a prefix of the batch) are then applied,
+    // and the rest change nothing. A record is appended before its put is
+    // applied, both under mu_, so the log's order is the order of applying.
+    int err = 0;
+    if (!failed_) {
+      std::string_view rest = records;
+      for (; appended < n; ++appended) {
+        const std::size_t size = kLogRecordHeaderBytes + puts[appended].key.size();
+        if ((err = tail_->append(rest.substr(0, size))) != 0) break;
+        rest.remove_prefix(size);
+      }
+    }
+    if (appended > 0) {
+      records_in_file_ += appended;
+      appended_seq_ += appended;
+      *last_ticket = appended_seq_;
+      // Without kAlways, a record in the page cache is as durable as promised.
+      if (options_.fsync != FsyncPolicy::kAlways) durable_seq_ = appended_seq_;
+      dirty_ = true;
+      storage_.put_many(puts, appended);
+    }
+    if (err != 0) fail_locked(lock, "write failed", err);
   }
   // A session's thread keeps at most 16 KiB of it between batches (a batch
   // of long keys can need more), so an idle session holds little.
   clear_and_trim(records, 16 * 1024);
-  return applied;
+  return appended;
 }
 
 bool Wal::failed() const {

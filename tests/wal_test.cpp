@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <mutex>
 #include <sstream>
@@ -103,6 +104,15 @@ std::vector<Sample> series(const Storage& storage, std::string_view key) {
   std::vector<Sample> samples;
   storage.copy_series(key, &samples);
   return samples;
+}
+
+// The keys of `storage`, in key order.
+std::vector<std::string> keys(const Storage& storage) {
+  std::vector<std::string> out;
+  std::string key;
+  std::vector<Sample> samples;
+  for (std::size_t i = 0; storage.copy_series(i, &key, &samples); ++i) out.push_back(key);
+  return out;
 }
 
 }  // namespace
@@ -236,6 +246,52 @@ TEST_CASE("puts logged by one Wal are restored by the next", "[wal]") {
   std::vector<Sample> ignored;
   REQUIRE(restored.copy_series(0, &first_key, &ignored));
   CHECK(first_key == "test_key");  // the order of first puts survives too
+}
+
+TEST_CASE("the log replays to the same store: each key's puts in order, new keys in key order",
+          "[wal][threads]") {
+  // Replaying the records in the order the log holds them rebuilds exactly
+  // what memory holds. 6 writers race on shared keys at the same timestamps
+  // with different values (so the last put processed decides each value)
+  // and keep creating keys, each first put to a key racing with others.
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  constexpr int kWriters = 6;
+  constexpr int kPuts = 6000;
+  Storage storage;
+  {
+    Wal wal(options_for(path, &lines), storage);
+    std::promise<void> start;
+    std::shared_future<void> started = start.get_future().share();
+    std::atomic<int> refused{0};  // Catch2's assertions are not for threads
+    auto writer = [&](int w) {
+      started.wait();
+      for (int i = 0; i < kPuts; ++i) {
+        // A new key every 8 puts, shared by all writers; and 4 hot keys.
+        std::string key =
+            i % 2 == 0 ? "new." + std::to_string(i / 8) : "hot." + std::to_string(i % 4);
+        uint64_t ticket = 0;
+        if (!wal.put(key, i % 50, w * 1000.0 + i, &ticket)) refused.fetch_add(1);
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+    start.set_value();
+    for (std::thread& t : threads) t.join();
+    REQUIRE(refused.load() == 0);
+  }
+
+  Storage replayed;
+  Wal wal(options_for(path, &lines), replayed);
+  REQUIRE(replayed.key_count() == storage.key_count());
+  CHECK(keys(replayed) == keys(storage));
+  int different = 0;
+  for (const std::string& key : keys(storage)) {
+    if (series(replayed, key) != series(storage, key)) ++different;
+  }
+  CHECK(different == 0);
+  CHECK(replayed.sample_count() == storage.sample_count());
 }
 
 TEST_CASE("a second Wal on the same file refuses to open", "[wal]") {
@@ -467,6 +523,32 @@ TEST_CASE("a put whose key the log could not replay is refused and changes nothi
   Wal wal(options_for(path, &lines), restored);
   CHECK(restored.key_count() == 2);
   CHECK(series(restored, "c") == std::vector<Sample>{{4, 4.0}});
+}
+
+TEST_CASE("a batch of puts stops at the first one the log refuses, which changes nothing",
+          "[wal]") {
+  // The log refuses an empty key; the puts before it are applied with
+  // consecutive tickets, and neither it nor any put after it stores a sample
+  // or creates a key.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) keys.push_back("key" + std::to_string(i % 7));
+  for (std::size_t accepted : {std::size_t{0}, std::size_t{1}, std::size_t{16}, std::size_t{17},
+                               std::size_t{39}, std::size_t{40}}) {
+    CAPTURE(accepted);
+    std::vector<Storage::KeyedSample> puts;
+    for (int i = 0; i < 40; ++i) puts.push_back(Storage::KeyedSample{keys[i], i, 0.5 * i});
+    if (accepted < puts.size()) puts[accepted].key = "";
+    TempDir dir;
+    std::vector<std::string> lines;
+    Storage storage;
+    Wal wal(options_for(dir.file("data.log"), &lines), storage);
+    uint64_t last = 0;
+    CHECK(wal.put_batch(puts.data(), puts.size(), &last) == accepted);
+    CHECK(last == accepted);
+    CHECK(storage.sample_count() == accepted);
+    // Only the puts accepted created keys.
+    CHECK(storage.key_count() == std::min<std::size_t>(accepted, 7));
+  }
 }
 
 TEST_CASE("a file that is not a log is refused and left untouched", "[wal]") {

@@ -304,7 +304,6 @@ class Wal {
   std::shared_ptr<Fd> open_and_lock();
   // Replays `file` and makes the tail that appends to it.
   void replay(std::shared_ptr<Fd> file);
-  class Appender;
   // Marks the log failed; logs `what` the first time. REQUIRES: mu_ held by
   // `lock`, which is released while logging.
   void fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err);
