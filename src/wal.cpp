@@ -19,6 +19,7 @@
 
 #include "log_file.hpp"
 #include "log_format.hpp"
+#include "logger.hpp"
 #include "metrics/buffer.hpp"
 
 namespace metrics {
@@ -67,7 +68,10 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 // ---------------------------------------------------------------------------
 // Wal
 
-Wal::Wal(WalOptions options, Storage& storage) : options_(std::move(options)), storage_(storage) {
+Wal::Wal(WalOptions options, Storage& storage)
+    : options_(std::move(options)),
+      storage_(storage),
+      logger_(std::make_unique<Logger>(options_.log, options_.quiet)) {
   replay(open_and_lock());
   // If the compactor cannot start, threads_'s destruction stops and joins
   // the syncer.
@@ -105,17 +109,7 @@ Wal::~Wal() {
   }
 }
 
-void Wal::log(const std::string& line, bool info) const {
-  if (info && options_.quiet) return;
-  std::lock_guard<std::mutex> lock(log_mu_);
-  if (options_.log) {
-    options_.log(line);
-    return;
-  }
-  std::string text = line + "\n";
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
-}
+void Wal::log(const std::string& line, bool info) const { logger_->line(line, info); }
 
 std::shared_ptr<Fd> Wal::open_and_lock() {
   const std::string& path = options_.path;

@@ -73,6 +73,8 @@ struct ReplayStats {
 
 // Where records are appended: the end of the log file (src/log_file.hpp).
 class LogTail;
+// Where log lines go (src/logger.hpp).
+class Logger;
 
 // The write-ahead log of one server. Owns the data file (locked with flock
 // for the Wal's lifetime) and two threads: a syncer (fdatasync once a second
@@ -184,7 +186,7 @@ class Wal {
   std::string tmp_path_;
   ReplayStats replay_;
 
-  mutable std::mutex log_mu_;
+  const std::unique_ptr<const Logger> logger_;  // options_.log and options_.quiet
   std::mutex compact_mu_;  // one compaction at a time
 
   // Guards the tail and the counters below. Logged puts are applied under
