@@ -66,8 +66,7 @@ class Storage {
 
   // Applies `n` puts at `puts` in order, as put() one at a time would.
   // Looks keys up a few puts ahead, so that the cache misses of several puts
-  // overlap: a session's batch of puts goes through here (with a log, under
-  // the log's lock: wal.hpp).
+  // overlap: a session's batch of puts goes through here.
   void put_many(const KeyedSample* puts, std::size_t n);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
