@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "line_service.hpp"
+#include "logger.hpp"
 #include "sanitizers.hpp"
 
 namespace metrics {
@@ -73,7 +74,9 @@ void set_timeout(int fd, int option, double seconds) {
 }  // namespace
 
 Server::Server(ServerOptions options, Service& service)
-    : options_(std::move(options)), service_(service) {
+    : options_(std::move(options)),
+      service_(service),
+      logger_(std::make_unique<Logger>(options_.log, options_.quiet)) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
   wake_read_.reset(fds[0]);
@@ -89,16 +92,7 @@ Server::~Server() {
 }
 
 void Server::log(std::string_view line, bool always) const {
-  if (options_.quiet && !always) return;
-  std::lock_guard<std::mutex> lock(log_mu_);
-  if (options_.log) {
-    options_.log(line);
-    return;
-  }
-  std::string text(line);
-  text.push_back('\n');
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
+  logger_->line(line, /*info=*/!always);
 }
 
 void Server::listen() {

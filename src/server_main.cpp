@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "log_format.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
 #include "metrics/service.hpp"

@@ -64,16 +64,10 @@ void Storage::add_locked(std::string_view key, std::size_t hash, int64_t timesta
 }
 
 void Storage::put(std::string_view key, int64_t timestamp, double value) {
-  apply(key, hash_key(key), timestamp, value, nullptr, nullptr);
+  apply(key, hash_key(key), timestamp, value);
 }
 
-bool Storage::put(std::string_view key, int64_t timestamp, double value, PutLog& log,
-                  uint64_t* ticket) {
-  return apply(key, hash_key(key), timestamp, value, &log, ticket);
-}
-
-std::size_t Storage::put_many(const KeyedSample* puts, std::size_t n, PutLog* log,
-                             uint64_t* last_ticket) {
+void Storage::put_many(const KeyedSample* puts, std::size_t n) {
   // In groups: hash every key and prefetch its index slot; then read each
   // slot's entry pointer and prefetch the entry (its key, lock and series
   // header fill its two cache lines); then apply. A put's misses otherwise
@@ -96,30 +90,23 @@ std::size_t Storage::put_many(const KeyedSample* puts, std::size_t n, PutLog* lo
     }
     for (std::size_t j = 0; j < m; ++j) {
       const KeyedSample& p = puts[base + j];
-      if (!apply(p.key, hashes[j], p.timestamp, p.value, log, last_ticket)) return base + j;
+      apply(p.key, hashes[j], p.timestamp, p.value);
     }
   }
-  return n;
 }
 
-bool Storage::apply(std::string_view key, std::size_t hash, int64_t timestamp, double value,
-                    PutLog* log, uint64_t* ticket) {
+void Storage::apply(std::string_view key, std::size_t hash, int64_t timestamp, double value) {
   Entry* entry = find(key, hash);
   if (entry == nullptr) {
     std::lock_guard<std::mutex> order(order_mu_);
     entry = find(key, hash);
     if (entry == nullptr) {
-      // A key's first record is logged under the key-order lock, so the
-      // log's first records of any two keys are in the keys' order.
-      if (log != nullptr && !log->log_put(key, timestamp, value, ticket)) return false;
       add_locked(key, hash, timestamp, value);
-      return true;
+      return;
     }
   }
   std::lock_guard<KeyLock> lock(entry->mu);
-  if (log != nullptr && !log->log_put(key, timestamp, value, ticket)) return false;
   entry->samples.insert(timestamp, value);
-  return true;
 }
 
 std::size_t Storage::key_count() const {

@@ -1,13 +1,15 @@
+// The write-ahead log itself (wal.hpp): opening and locking the file,
+// replay, appending a batch of puts and applying it, group commit, the
+// syncer's retries and compaction. The record format is log_format.hpp's;
+// the file primitives are log_file.hpp's.
 #include "metrics/wal.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -15,11 +17,10 @@
 #include <exception>
 #include <vector>
 
+#include "log_file.hpp"
+#include "log_format.hpp"
+#include "logger.hpp"
 #include "metrics/buffer.hpp"
-
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-#endif
 
 namespace metrics {
 
@@ -27,161 +28,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// ---------------------------------------------------------------------------
-// CRC32C
-
-constexpr uint32_t kCrc32cPoly = 0x82f63b78;  // Castagnoli, reflected
-
-std::array<uint32_t, 256> make_crc_table() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) != 0 ? (c >> 1) ^ kCrc32cPoly : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
-
-const std::array<uint32_t, 256> kCrcTable = make_crc_table();
-
-uint32_t crc32c_portable(const unsigned char* p, std::size_t n, uint32_t crc) {
-  for (std::size_t i = 0; i < n; ++i) crc = kCrcTable[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return crc;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
-                                                        uint32_t crc) {
-  uint64_t c = crc;
-  while (n >= 8) {
-    uint64_t word;
-    std::memcpy(&word, p, 8);
-    c = _mm_crc32_u64(c, word);
-    p += 8;
-    n -= 8;
-  }
-  uint32_t c32 = static_cast<uint32_t>(c);
-  while (n > 0) {
-    c32 = _mm_crc32_u8(c32, *p++);
-    --n;
-  }
-  return c32;
-}
-
-bool have_sse42() {
-  // This runs during static initialisation, possibly before the
-  // compiler's own CPU-detection constructor.
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sse4.2");
-}
-
-const bool kHaveSse42 = have_sse42();
-#endif
-
-// ---------------------------------------------------------------------------
-// Fixed-width little-endian coding
-
-void encode32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-
-void encode64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-
-uint32_t decode32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-
-uint64_t decode64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-
-// ---------------------------------------------------------------------------
-// File helpers
-
 std::runtime_error file_error(const std::string& what, int err) {
   return std::runtime_error(errno_message(what, err));
 }
-
-// Writes all of `data` at `offset`, retrying on EINTR and short writes.
-// Returns false with errno set on failure.
-bool pwrite_all(int fd, std::string_view data, uint64_t offset) {
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-    offset += static_cast<uint64_t>(n);
-  }
-  return true;
-}
-
-// Reads exactly `n` bytes at `offset`. Returns false with errno set on
-// failure (EIO for an unexpected end of file).
-bool pread_all(int fd, char* buf, std::size_t n, uint64_t offset) {
-  while (n > 0) {
-    ssize_t got = ::pread(fd, buf, n, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (got == 0) {
-      errno = EIO;
-      return false;
-    }
-    buf += got;
-    n -= static_cast<std::size_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
-  return true;
-}
-
-std::string directory_of(const std::string& path) {
-  std::size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Makes a rename or a file creation in `path`'s directory durable. Returns
-// false with errno set on failure.
-bool sync_directory(const std::string& path) {
-  Fd dir(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return false;
-  return ::fsync(dir.get()) == 0;
-}
-
-// A read-only mapping of a whole file, unmapped on destruction.
-class Mapping {
- public:
-  Mapping(int fd, std::size_t size) : size_(size) {
-    if (size == 0) return;
-    // MAP_POPULATE maps every page in one call instead of one fault each.
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) throw_errno("mmap");
-    data_ = p;
-    ::madvise(data_, size, MADV_SEQUENTIAL);
-  }
-  ~Mapping() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  std::string_view bytes() const {
-    return data_ == nullptr ? std::string_view() : std::string_view(static_cast<char*>(data_), size_);
-  }
-
- private:
-  void* data_ = nullptr;
-  std::size_t size_;
-};
 
 std::string format_seconds(double seconds) {
   char text[32];
@@ -190,180 +39,6 @@ std::string format_seconds(double seconds) {
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------------------
-// LogTail
-
-// The end of the log file, where records are appended: through a shared
-// writable mapping of a window of the file, so a record is in the page cache
-// (and survives the process being killed) as soon as it is copied, with no
-// system call per record. Space is allocated ahead with posix_fallocate, so a
-// full disk or a file-size limit is an error returned here, never a SIGBUS on
-// a store to the mapping. Past end() the file holds zeros (scan_log's
-// zero_bytes) until the Wal cuts it on closing.
-//
-// Not thread-safe: the Wal calls it under mu_.
-class LogTail {
- public:
-  // Appends to `file` from `end`, which must be its size.
-  LogTail(std::shared_ptr<Fd> file, uint64_t end)
-      : file_(std::move(file)), end_(end), allocated_(end) {}
-  ~LogTail() { unmap(); }
-  LogTail(const LogTail&) = delete;
-  LogTail& operator=(const LogTail&) = delete;
-
-  const std::shared_ptr<Fd>& file() const { return file_; }
-  uint64_t end() const { return end_; }
-
-  // Copies `bytes` to the end of the log. Returns 0, or an errno value; then
-  // end() has not moved (a part that was copied is overwritten next time).
-  int append(std::string_view bytes) {
-    if (int err = reserve(bytes.size()); err != 0) return err;
-    uint64_t pos = end_;
-    while (!bytes.empty()) {
-      if (window_ == nullptr || pos < window_start_ || pos >= window_start_ + kWindowBytes) {
-        if (int err = map(pos - pos % kWindowBytes); err != 0) return err;
-      }
-      const auto n = static_cast<std::size_t>(
-          std::min<uint64_t>(bytes.size(), window_start_ + kWindowBytes - pos));
-      std::memcpy(window_ + (pos - window_start_), bytes.data(), n);
-      bytes.remove_prefix(n);
-      pos += n;
-    }
-    // The mapping's pages are fresh: fetch the cache line a few records
-    // ahead now, so that writing it later does not stall (under mu_).
-    if (pos + kPrefetchBytes < window_start_ + kWindowBytes) {
-      __builtin_prefetch(window_ + (pos - window_start_) + kPrefetchBytes, 1);
-    }
-    end_ = pos;
-    return 0;
-  }
-
-  // Makes sure `n` more bytes can be appended: allocates, if needed, that
-  // much and a sixteenth of the log more (64 KiB to 4 MiB), so a large log
-  // grows a few times a second at most and a small one stays small.
-  // Returns 0 or an errno value.
-  int reserve(std::size_t n) {
-    if (end_ + n <= allocated_) return 0;
-    const uint64_t target = end_ + n + std::clamp<uint64_t>(end_ / 16, kMinGrowth, kMaxGrowth);
-    int err;
-    do {
-      err = ::posix_fallocate(file_->get(), static_cast<off_t>(allocated_),
-                              static_cast<off_t>(target - allocated_));
-    } while (err == EINTR);
-    if (err != 0) return err;
-    populate(allocated_, target);
-    allocated_ = target;
-    return 0;
-  }
-
-  // Unmaps and cuts the file at end(), dropping the space allocated ahead.
-  // Returns 0 or an errno value.
-  int truncate() {
-    unmap();
-    if (::ftruncate(file_->get(), static_cast<off_t>(end_)) != 0) return errno;
-    allocated_ = end_;
-    return 0;
-  }
-
- private:
-  static constexpr uint64_t kWindowBytes = 4 << 20;  // a multiple of the page size
-  static constexpr uint64_t kPrefetchBytes = 512;
-  static constexpr uint64_t kMinGrowth = 64 << 10;
-  static constexpr uint64_t kMaxGrowth = 4 << 20;
-
-  int map(uint64_t start) {
-    unmap();
-    // The window may reach past the end of the file; only allocated bytes
-    // are ever touched.
-    void* p = ::mmap(nullptr, kWindowBytes, PROT_READ | PROT_WRITE, MAP_SHARED, file_->get(),
-                     static_cast<off_t>(start));
-    if (p == MAP_FAILED) return errno;
-    window_ = static_cast<char*>(p);
-    window_start_ = start;
-    populate(end_, allocated_);
-    return 0;
-  }
-
-  void unmap() {
-    if (window_ != nullptr) ::munmap(window_, kWindowBytes);
-    window_ = nullptr;
-  }
-
-  // Maps the pages of [from, to) that the window holds for writing now, in
-  // one call: otherwise the first store to each page faults, under mu_.
-  // Best effort (kernels before 5.14 do not have MADV_POPULATE_WRITE).
-  void populate(uint64_t from, uint64_t to) {
-    static const auto kPageBytes = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    if (window_ == nullptr) return;
-    from = std::max(from, window_start_);
-    from -= from % kPageBytes;
-    to = std::min(to, window_start_ + kWindowBytes);
-    if (from >= to) return;
-#ifdef MADV_POPULATE_WRITE
-    ::madvise(window_ + (from - window_start_), to - from, MADV_POPULATE_WRITE);
-#endif
-  }
-
-  const std::shared_ptr<Fd> file_;
-  uint64_t end_;
-  uint64_t allocated_;  // the file's size: end_ plus the zeros allocated ahead
-  char* window_ = nullptr;
-  uint64_t window_start_ = 0;
-};
-
-// ---------------------------------------------------------------------------
-// Record format
-
-uint32_t crc32c(const void* data, std::size_t n, uint32_t crc) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-#if defined(__x86_64__)
-  if (kHaveSse42) return ~crc32c_sse42(p, n, crc);
-#endif
-  return ~crc32c_portable(p, n, crc);
-}
-
-void append_log_record(std::string* out, std::string_view key, int64_t timestamp, double value) {
-  std::size_t start = out->size();
-  out->resize(start + kLogRecordHeaderBytes + key.size());
-  encode_log_record(&(*out)[start], key, timestamp, value);
-}
-
-void encode_log_record(char* p, std::string_view key, int64_t timestamp, double value) {
-  uint64_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  encode32(p + 4, static_cast<uint32_t>(key.size()));
-  encode64(p + 8, static_cast<uint64_t>(timestamp));
-  encode64(p + 16, bits);
-  std::memcpy(p + kLogRecordHeaderBytes, key.data(), key.size());
-  encode32(p, crc32c(p + 4, kLogRecordHeaderBytes - 4 + key.size()));
-}
-
-std::size_t decode_log_record(std::string_view bytes, LogRecord* record,
-                              std::size_t max_key_bytes) {
-  if (bytes.size() < kLogRecordHeaderBytes) return 0;
-  const char* p = bytes.data();
-  uint32_t key_size = decode32(p + 4);
-  if (key_size == 0 || key_size > std::min<std::size_t>(max_key_bytes, kMaxLogKeyBytes)) return 0;
-  if (key_size > bytes.size() - kLogRecordHeaderBytes) return 0;
-  std::size_t size = kLogRecordHeaderBytes + key_size;
-  if (crc32c(p + 4, size - 4) != decode32(p)) return 0;
-  uint64_t bits = decode64(p + 16);
-  record->timestamp = static_cast<int64_t>(decode64(p + 8));
-  std::memcpy(&record->value, &bits, sizeof bits);
-  record->key = bytes.substr(kLogRecordHeaderBytes, key_size);
-  return size;
-}
-
-std::size_t find_next_log_record(std::string_view file, std::size_t from,
-                                 std::size_t max_key_bytes) {
-  LogRecord record;
-  for (std::size_t pos = from; pos + kLogRecordHeaderBytes <= file.size(); ++pos) {
-    if (decode_log_record(file.substr(pos), &record, max_key_bytes) != 0) return pos;
-  }
-  return std::string_view::npos;
-}
 
 bool parse_fsync_policy(std::string_view text, FsyncPolicy* policy) {
   if (text == "always") {
@@ -393,7 +68,10 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 // ---------------------------------------------------------------------------
 // Wal
 
-Wal::Wal(WalOptions options, Storage& storage) : options_(std::move(options)), storage_(storage) {
+Wal::Wal(WalOptions options, Storage& storage)
+    : options_(std::move(options)),
+      storage_(storage),
+      logger_(std::make_unique<Logger>(options_.log, options_.quiet)) {
   replay(open_and_lock());
   // If the compactor cannot start, threads_'s destruction stops and joins
   // the syncer.
@@ -431,17 +109,7 @@ Wal::~Wal() {
   }
 }
 
-void Wal::log(const std::string& line, bool info) const {
-  if (info && options_.quiet) return;
-  std::lock_guard<std::mutex> lock(log_mu_);
-  if (options_.log) {
-    options_.log(line);
-    return;
-  }
-  std::string text = line + "\n";
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
-}
+void Wal::log(const std::string& line, bool info) const { logger_->line(line, info); }
 
 std::shared_ptr<Fd> Wal::open_and_lock() {
   const std::string& path = options_.path;
@@ -634,40 +302,6 @@ void Wal::replay(std::shared_ptr<Fd> file) {
   }
 }
 
-// The PutLog the Wal hands the storage while it holds mu_: appends the
-// records of a batch, encoded beforehand, one per put, and remembers the
-// first failure, to be logged once mu_ is released (logging may not wait for
-// anything under a storage lock).
-class Wal::Appender : public PutLog {
- public:
-  // REQUIRES: wal.mu_ held for the Appender's lifetime. `records` holds the
-  // batch's records back to back, in the order of its puts.
-  Appender(Wal& wal, std::string_view records) : wal_(wal), records_(records) {}
-
-  bool log_put(std::string_view key, int64_t, double, uint64_t* ticket) override {
-    if (wal_.failed_ || error_ != 0) return false;
-    const std::string_view record = records_.substr(0, kLogRecordHeaderBytes + key.size());
-    if (int err = wal_.tail_->append(record); err != 0) {
-      error_ = err;
-      return false;
-    }
-    records_.remove_prefix(record.size());
-    ++wal_.records_in_file_;
-    *ticket = ++wal_.appended_seq_;
-    // Without kAlways, a record in the page cache is as durable as promised.
-    if (wal_.options_.fsync != FsyncPolicy::kAlways) wal_.durable_seq_ = wal_.appended_seq_;
-    wal_.dirty_ = true;
-    return true;
-  }
-
-  int error() const { return error_; }
-
- private:
-  Wal& wal_;
-  std::string_view records_;
-  int error_ = 0;
-};
-
 bool Wal::put(std::string_view key, int64_t timestamp, double value, uint64_t* ticket) {
   const Storage::KeyedSample one{key, timestamp, value};
   return put_batch(&one, 1, ticket) == 1;
@@ -692,17 +326,37 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   for (std::size_t i = 0; i < n; ++i) {
     append_log_record(&records, puts[i].key, puts[i].timestamp, puts[i].value);
   }
-  std::size_t applied;
+  std::size_t appended = 0;
   {
     std::unique_lock<AdaptiveMutex> lock(mu_);
-    Appender appender(*this, records);
-    applied = storage_.put_many(puts, n, &appender, last_ticket);
-    if (appender.error() != 0) fail_locked(lock, "write failed", appender.error());
+    // Whole records, one at a time, until the tail refuses one: the puts
+    // whose records were appended (a prefix of the batch) are then applied,
+    // and the rest change nothing. A record is appended before its put is
+    // applied, both under mu_, so the log's order is the order of applying.
+    int err = 0;
+    if (!failed_) {
+      std::string_view rest = records;
+      for (; appended < n; ++appended) {
+        const std::size_t size = kLogRecordHeaderBytes + puts[appended].key.size();
+        if ((err = tail_->append(rest.substr(0, size))) != 0) break;
+        rest.remove_prefix(size);
+      }
+    }
+    if (appended > 0) {
+      records_in_file_ += appended;
+      appended_seq_ += appended;
+      *last_ticket = appended_seq_;
+      // Without kAlways, a record in the page cache is as durable as promised.
+      if (options_.fsync != FsyncPolicy::kAlways) durable_seq_ = appended_seq_;
+      dirty_ = true;
+      storage_.put_many(puts, appended);
+    }
+    if (err != 0) fail_locked(lock, "write failed", err);
   }
   // A session's thread keeps at most 16 KiB of it between batches (a batch
   // of long keys can need more), so an idle session holds little.
   clear_and_trim(records, 16 * 1024);
-  return applied;
+  return appended;
 }
 
 bool Wal::failed() const {

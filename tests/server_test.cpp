@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "log_format.hpp"
 #include "metrics/client.hpp"
 #include "metrics/procfs.hpp"
 #include "metrics/protocol.hpp"

@@ -1,5 +1,6 @@
-// The log's record format and the Wal on real files, in-process: round
-// trips, torn tails, corruption in the middle, locking and compaction.
+// The Wal on real files, in-process: round trips, torn tails, corruption in
+// the middle, locking, refused puts and compaction. (The record format alone
+// is tests/log_format_test.cpp's.)
 #include "metrics/wal.hpp"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <mutex>
 #include <sstream>
@@ -25,18 +27,20 @@
 #include <thread>
 #include <vector>
 
+#include "log_format.hpp"
+#include "log_records.hpp"
 #include "metrics/adaptive_mutex.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/server.hpp"
 #include "metrics/storage.hpp"
 #include "test_util.hpp"
 
+using metrics::test::log_of;
+using metrics::test::Put;
 using metrics::test::TempDir;
 
 namespace {
 
-using metrics::LogRecord;
-using metrics::LogScan;
 using metrics::Sample;
 using metrics::Storage;
 using metrics::Wal;
@@ -53,28 +57,6 @@ void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
 }
-
-struct Put {
-  std::string key;
-  int64_t timestamp;
-  double value;
-};
-
-std::string log_of(const std::vector<Put>& puts) {
-  std::string file(metrics::kLogMagic);
-  for (const Put& p : puts) metrics::append_log_record(&file, p.key, p.timestamp, p.value);
-  return file;
-}
-
-std::vector<Put> scan_all(std::string_view file, bool repair, LogScan* scan) {
-  std::vector<Put> seen;
-  *scan = metrics::scan_log(file, repair, [&](const LogRecord& r) {
-    seen.push_back(Put{std::string(r.key), r.timestamp, r.value});
-  });
-  return seen;
-}
-
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 // Options for a Wal on `path` that logs into `lines`.
 WalOptions options_for(const std::string& path, std::vector<std::string>* lines) {
@@ -106,100 +88,6 @@ std::vector<Sample> series(const Storage& storage, std::string_view key) {
 }
 
 }  // namespace
-
-TEST_CASE("crc32c gives the standard check value", "[wal]") {
-  CHECK(metrics::crc32c("123456789", 9) == 0xe3069283u);
-  CHECK(metrics::crc32c("", 0) == 0u);
-  // Continuing a checksum equals checksumming the whole at once.
-  CHECK(metrics::crc32c("6789", 4, metrics::crc32c("12345", 5)) == 0xe3069283u);
-}
-
-TEST_CASE("a log record reads back as the put that wrote it", "[wal]") {
-  const std::vector<Put> puts = {
-      {"palm.cpu", 1150864247, 0.5},
-      {"k", -5, -0.0},
-      {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", std::numeric_limits<int64_t>::min(), 1e308},
-      {std::string("nul\0byte", 8), std::numeric_limits<int64_t>::max(), 5e-324},
-      {std::string(70000, 'x'), 0, -123.456},
-  };
-  for (const Put& p : puts) {
-    std::string bytes;
-    metrics::append_log_record(&bytes, p.key, p.timestamp, p.value);
-    REQUIRE(bytes.size() == metrics::kLogRecordHeaderBytes + p.key.size());
-    LogRecord record;
-    REQUIRE(metrics::decode_log_record(bytes, &record) == bytes.size());
-    CHECK(record.key == p.key);
-    CHECK(record.timestamp == p.timestamp);
-    CHECK(same_bits(record.value, p.value));
-  }
-  LogScan scan;
-  std::vector<Put> seen = scan_all(log_of(puts), false, &scan);
-  REQUIRE(seen.size() == puts.size());
-  CHECK(scan.header_ok);
-  CHECK(scan.torn_bytes == 0);
-  CHECK(scan.corrupt_offset == std::string_view::npos);
-  for (std::size_t i = 0; i < puts.size(); ++i) CHECK(seen[i].key == puts[i].key);
-}
-
-TEST_CASE("a torn last record is dropped at every byte offset, keeping the records before it",
-          "[wal]") {
-  const std::vector<Put> puts = {{"first", 1, 1.0}, {"second", 2, 2.0}, {"third.key", 3, 3.0}};
-  const std::string whole = log_of(puts);
-  const std::size_t last_start = log_of({puts[0], puts[1]}).size();
-  for (std::size_t cut = last_start; cut < whole.size(); ++cut) {
-    CAPTURE(cut);
-    LogScan scan;
-    std::vector<Put> seen = scan_all(std::string_view(whole).substr(0, cut), false, &scan);
-    CHECK(seen.size() == 2);
-    CHECK(scan.header_ok);
-    CHECK(scan.end == last_start);
-    CHECK(scan.torn_bytes == cut - last_start);
-    CHECK(scan.corrupt_offset == std::string_view::npos);
-  }
-  // A file cut inside its header is an empty log being created.
-  for (std::size_t cut = 0; cut < metrics::kLogMagic.size(); ++cut) {
-    LogScan scan;
-    CHECK(scan_all(std::string_view(whole).substr(0, cut), false, &scan).empty());
-    CHECK(scan.header_ok);
-  }
-}
-
-TEST_CASE("a flipped bit in a middle record is corruption at its offset; repair keeps the others",
-          "[wal]") {
-  const std::vector<Put> puts = {{"first", 1, 1.0}, {"middle", 2, 2.0}, {"last", 3, 3.0}};
-  const std::string whole = log_of(puts);
-  const std::size_t middle = log_of({puts[0]}).size();
-  const std::size_t middle_end = log_of({puts[0], puts[1]}).size();
-  for (std::size_t bit = middle * 8; bit < middle_end * 8; ++bit) {
-    CAPTURE(bit);
-    std::string damaged = whole;
-    damaged[bit / 8] = static_cast<char>(damaged[bit / 8] ^ (1 << (bit % 8)));
-
-    LogScan scan;
-    std::vector<Put> seen = scan_all(damaged, false, &scan);
-    CHECK(scan.corrupt_offset == middle);
-    REQUIRE(seen.size() == 1);
-    CHECK(seen[0].key == "first");
-
-    seen = scan_all(damaged, true, &scan);
-    CHECK(scan.corrupt_offset == middle);
-    CHECK(scan.skipped_bytes == middle_end - middle);
-    CHECK(scan.torn_bytes == 0);
-    REQUIRE(seen.size() == 2);
-    CHECK(seen[0].key == "first");
-    CHECK(seen[1].key == "last");
-  }
-}
-
-TEST_CASE("a file that does not start with the log header is not a log", "[wal]") {
-  LogScan scan;
-  scan_all("hello, world: not a log at all", false, &scan);
-  CHECK_FALSE(scan.header_ok);
-  scan_all("MTRC", false, &scan);  // a prefix of the header
-  CHECK(scan.header_ok);
-  scan_all("MTRX", false, &scan);
-  CHECK_FALSE(scan.header_ok);
-}
 
 TEST_CASE("fsync policies parse from their names", "[wal]") {
   metrics::FsyncPolicy policy;
@@ -236,6 +124,56 @@ TEST_CASE("puts logged by one Wal are restored by the next", "[wal]") {
   std::vector<Sample> ignored;
   REQUIRE(restored.copy_series(0, &first_key, &ignored));
   CHECK(first_key == "test_key");  // the order of first puts survives too
+}
+
+TEST_CASE("the log replays to the same store: each key's puts in order, new keys in key order",
+          "[wal][threads]") {
+  // Replaying the records in the order the log holds them rebuilds exactly
+  // what memory holds. 6 writers race on shared keys at the same timestamps
+  // with different values (so the last put processed decides each value)
+  // and keep creating keys, each first put to a key racing with others.
+  TempDir dir;
+  std::vector<std::string> lines;
+  const std::string path = dir.file("data.log");
+  constexpr int kWriters = 6;
+  constexpr int kPuts = 6000;
+  Storage storage;
+  {
+    Wal wal(options_for(path, &lines), storage);
+    std::promise<void> start;
+    std::shared_future<void> started = start.get_future().share();
+    std::atomic<int> refused{0};  // Catch2's assertions are not for threads
+    auto writer = [&](int w) {
+      started.wait();
+      for (int i = 0; i < kPuts; ++i) {
+        // A new key every 8 puts, shared by all writers; and 4 hot keys.
+        std::string key =
+            i % 2 == 0 ? "new." + std::to_string(i / 8) : "hot." + std::to_string(i % 4);
+        uint64_t ticket = 0;
+        if (!wal.put(key, i % 50, w * 1000.0 + i, &ticket)) refused.fetch_add(1);
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
+    start.set_value();
+    for (std::thread& t : threads) t.join();
+    REQUIRE(refused.load() == 0);
+  }
+
+  Storage replayed;
+  Wal wal(options_for(path, &lines), replayed);
+  REQUIRE(replayed.key_count() == storage.key_count());
+  // The same key at every place in key order, with the same samples.
+  int different = 0;
+  for (std::size_t i = 0; i < storage.key_count(); ++i) {
+    std::string key, replayed_key;
+    std::vector<Sample> samples, replayed_samples;
+    storage.copy_series(i, &key, &samples);
+    replayed.copy_series(i, &replayed_key, &replayed_samples);
+    if (replayed_key != key || replayed_samples != samples) ++different;
+  }
+  CHECK(different == 0);
+  CHECK(replayed.sample_count() == storage.sample_count());
 }
 
 TEST_CASE("a second Wal on the same file refuses to open", "[wal]") {
@@ -296,28 +234,6 @@ TEST_CASE("zeros after the last record are space allocated ahead: a clean end, c
   CHECK(read_file(path) == log_of({{"a", 1, 1.0}, {"b", 2, 0.0}, {"c", 3, 3.0}}));
 }
 
-TEST_CASE("scan_log tells zeros allocated ahead from a torn record", "[wal]") {
-  const std::string good = log_of({{"a", 1, 1.0}, {"b", 2, 0.0}});
-  std::string torn;
-  metrics::append_log_record(&torn, "c", 3, 3.0);
-  torn.resize(10);
-  const std::string zeros(5000, '\0');
-  LogScan scan;
-  CHECK(scan_all(good + zeros, false, &scan).size() == 2);
-  CHECK(scan.end == good.size());
-  CHECK(scan.torn_bytes == zeros.size());
-  CHECK(scan.zero_bytes == zeros.size());
-
-  CHECK(scan_all(good + torn + zeros, false, &scan).size() == 2);
-  CHECK(scan.end == good.size());
-  CHECK(scan.torn_bytes == torn.size() + zeros.size());
-  CHECK(scan.zero_bytes < scan.torn_bytes);
-
-  CHECK(scan_all(good, false, &scan).size() == 2);
-  CHECK(scan.torn_bytes == 0);
-  CHECK(scan.zero_bytes == 0);
-}
-
 TEST_CASE("corruption in the middle refuses to open naming the offset, and repair recovers",
           "[wal]") {
   TempDir dir;
@@ -353,59 +269,6 @@ TEST_CASE("corruption in the middle refuses to open naming the offset, and repai
   Storage storage;
   Wal wal(options_for(path, &lines), storage);
   CHECK(storage.sample_count() == 2);
-}
-
-TEST_CASE("resync after damage considers only records whose key a put could carry", "[wal]") {
-  // A record with a 1 MiB key after a damaged one: with max_key_bytes 64 KiB
-  // the resync does not consider it (a garbage length field there would
-  // cost a CRC over up to a gigabyte per offset otherwise), and finds the
-  // short record after it.
-  const std::string long_key(1 << 20, 'L');
-  std::string bytes = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {long_key, 3, 3.0}, {"c", 4, 4.0}});
-  const std::size_t damaged = log_of({{"a", 1, 1.0}}).size();
-  const std::size_t long_at = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}}).size();
-  const std::size_t c_at = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {long_key, 3, 3.0}}).size();
-  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
-  constexpr std::size_t kBound = 64 * 1024;
-
-  CHECK(metrics::find_next_log_record(bytes, damaged + 1) == long_at);  // unbounded
-  CHECK(metrics::find_next_log_record(bytes, damaged + 1, kBound) == c_at);
-
-  std::vector<Put> seen;
-  LogScan scan = metrics::scan_log(
-      bytes, true, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
-      kBound);
-  CHECK(scan.corrupt_offset == damaged);
-  CHECK(scan.skipped_bytes == c_at - damaged);
-  REQUIRE(seen.size() == 2);
-  CHECK(seen[0].key == "a");
-  CHECK(seen[1].key == "c");
-
-  // Sequential replay still accepts any key up to kMaxLogKeyBytes.
-  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
-  seen.clear();
-  scan = metrics::scan_log(
-      bytes, false, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
-      kBound);
-  CHECK(scan.corrupt_offset == std::string_view::npos);
-  CHECK(seen.size() == 4);
-}
-
-TEST_CASE("damage followed only by records longer than the resync bound is not taken for a torn tail",
-          "[wal]") {
-  // The resync cannot see the 100 KiB record after the damaged one; the
-  // bytes after the damage are more than one record a put can write, so
-  // they are not a torn tail to cut silently: opening refuses.
-  std::string bytes = log_of({{"a", 1, 1.0}, {"b", 2, 2.0}, {std::string(100 * 1024, 'L'), 3, 3.0}});
-  const std::size_t damaged = log_of({{"a", 1, 1.0}}).size();
-  bytes[damaged + 10] = static_cast<char>(bytes[damaged + 10] ^ 0x10);
-  LogScan scan;
-  std::vector<Put> seen;
-  scan = metrics::scan_log(
-      bytes, false, [&](const LogRecord& r) { seen.push_back(Put{std::string(r.key), r.timestamp, r.value}); },
-      64 * 1024);
-  CHECK(scan.corrupt_offset == damaged);
-  CHECK(seen.size() == 1);
 }
 
 TEST_CASE("a log holding a key longer than the default max_key_bytes replays normally", "[wal]") {
@@ -467,6 +330,32 @@ TEST_CASE("a put whose key the log could not replay is refused and changes nothi
   Wal wal(options_for(path, &lines), restored);
   CHECK(restored.key_count() == 2);
   CHECK(series(restored, "c") == std::vector<Sample>{{4, 4.0}});
+}
+
+TEST_CASE("a batch of puts stops at the first one the log refuses, which changes nothing",
+          "[wal]") {
+  // The log refuses an empty key; the puts before it are applied with
+  // consecutive tickets, and neither it nor any put after it stores a sample
+  // or creates a key.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) keys.push_back("key" + std::to_string(i % 7));
+  for (std::size_t accepted : {std::size_t{0}, std::size_t{1}, std::size_t{16}, std::size_t{17},
+                               std::size_t{39}, std::size_t{40}}) {
+    CAPTURE(accepted);
+    std::vector<Storage::KeyedSample> puts;
+    for (int i = 0; i < 40; ++i) puts.push_back(Storage::KeyedSample{keys[i], i, 0.5 * i});
+    if (accepted < puts.size()) puts[accepted].key = "";
+    TempDir dir;
+    std::vector<std::string> lines;
+    Storage storage;
+    Wal wal(options_for(dir.file("data.log"), &lines), storage);
+    uint64_t last = 0;
+    CHECK(wal.put_batch(puts.data(), puts.size(), &last) == accepted);
+    CHECK(last == accepted);
+    CHECK(storage.sample_count() == accepted);
+    // Only the puts accepted created keys.
+    CHECK(storage.key_count() == std::min<std::size_t>(accepted, 7));
+  }
 }
 
 TEST_CASE("a file that is not a log is refused and left untouched", "[wal]") {

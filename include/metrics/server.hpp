@@ -50,6 +50,9 @@ struct ServerOptions {
   bool quiet = false;
 };
 
+// Where a server's log lines go (src/logger.hpp).
+class Logger;
+
 // Thread-safe: stop() and the accessors may be called from any thread while
 // run() runs in another. listen() and run() are called once each, in order.
 class Server {
@@ -115,6 +118,7 @@ class Server {
 
   ServerOptions options_;
   Service& service_;
+  const std::unique_ptr<const Logger> logger_;  // options_.log and options_.quiet
   Fd listener_;
   Fd wake_read_;
   Fd wake_write_;
@@ -124,7 +128,6 @@ class Server {
   std::atomic<std::size_t> refused_{0};
   int accept_backoff_ms_ = 0;  // used only by the run() thread
 
-  mutable std::mutex log_mu_;
 
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;  // guarded by mu_

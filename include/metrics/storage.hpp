@@ -20,24 +20,6 @@
 
 namespace metrics {
 
-// Sees every put of Storage::put(..., PutLog&, ...) and of put_many with a
-// log, in exactly the order the puts are applied: a write-ahead log
-// (wal.hpp) records them here.
-class PutLog {
- public:
-  virtual ~PutLog() = default;
-
-  // Called just before the put is applied, with the key's own lock held
-  // (for the first put of a key, the key-order lock instead), so it
-  // must be quick and must not call back into the Storage. Calls for one key
-  // come in the order that key's puts are applied, and the first records of
-  // any two keys come in the order the keys were created. Returns false to
-  // refuse the put, which then changes nothing; otherwise sets `*ticket` to
-  // what the caller waits on before acknowledging the put.
-  virtual bool log_put(std::string_view key, int64_t timestamp, double value,
-                       uint64_t* ticket) = 0;
-};
-
 // Keys in the order each was first stored; each key's samples in a compact
 // sorted array (SampleSeries), at most one sample per (key, timestamp).
 //
@@ -71,12 +53,6 @@ class Storage {
   // there. A new key is placed after every existing key.
   void put(std::string_view key, int64_t timestamp, double value);
 
-  // Like put(), but first hands the put to `log` under the same lock, so the
-  // log sees each key's puts in the order they are applied (the last
-  // processed wins) and new keys in the order they are created. Returns
-  // false, storing nothing, if the log refuses the put.
-  bool put(std::string_view key, int64_t timestamp, double value, PutLog& log, uint64_t* ticket);
-
   // One put of a batch; `key` must stay valid for the put_many call.
   struct KeyedSample {
     std::string_view key;
@@ -88,13 +64,10 @@ class Storage {
   // (the log's replay).
   void put_many(const std::vector<KeyedSample>& puts) { put_many(puts.data(), puts.size()); }
 
-  // Applies `n` puts at `puts` in order, as put() (or, with a `log`, the
-  // logging put()) one at a time would, stopping at the first put the log
-  // refuses. Returns how many were applied; `*last_ticket` is the last one's
-  // ticket. Looks keys up a few puts ahead, so that the cache misses of
-  // several puts overlap: a session's batch of puts goes through here.
-  std::size_t put_many(const KeyedSample* puts, std::size_t n, PutLog* log = nullptr,
-                       uint64_t* last_ticket = nullptr);
+  // Applies `n` puts at `puts` in order, as put() one at a time would.
+  // Looks keys up a few puts ahead, so that the cache misses of several puts
+  // overlap: a session's batch of puts goes through here.
+  void put_many(const KeyedSample* puts, std::size_t n);
 
   // Number of distinct keys stored so far. Keys are never removed, so indexes
   // below this stay valid.
@@ -176,6 +149,9 @@ class Storage {
     std::unique_ptr<std::atomic<Entry*>[]> slots;
   };
 
+  // Lets tests hold a key's lock (tests/storage_test.cpp).
+  friend struct StorageTestPeer;
+
   static std::size_t hash_key(std::string_view key);
 
   // The entry of `key` in the current index, or null. Lock-free; a null
@@ -189,9 +165,8 @@ class Storage {
   // Points `cursor` at the whole of `entry`'s samples as they end now.
   static void open_entry(const Entry* entry, SeriesCursor* cursor);
 
-  // put(), with the key's hash given, logging to `log` unless it is null.
-  bool apply(std::string_view key, std::size_t hash, int64_t timestamp, double value, PutLog* log,
-             uint64_t* ticket);
+  // put(), with the key's hash given.
+  void apply(std::string_view key, std::size_t hash, int64_t timestamp, double value);
 
   // Creates the entry of a key that is not stored, after every existing key,
   // holding its first sample. Published to readers only once complete.
