@@ -329,20 +329,12 @@ struct ConnectionResult {
   std::string error;          // the first failure, if any
 };
 
-void set_socket_timeouts(int fd, double seconds) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 metrics::Fd connect_to(const Options& options) {
   try {
     metrics::Fd fd = metrics::connect_tcp(options.host, static_cast<uint16_t>(options.port),
                                           std::chrono::milliseconds(
                                               static_cast<long long>(options.timeout * 1000)));
-    set_socket_timeouts(fd.get(), options.timeout);
+    metrics::set_socket_timeouts(fd.get(), options.timeout);
     return fd;
   } catch (const metrics::SystemError& e) {
     throw BenchError{e.what()};
