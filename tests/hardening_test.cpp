@@ -116,17 +116,7 @@ long tcp_buffer_max(const std::string& name) {
 // Idle clients of the SIGTERM test. A ThreadSanitizer build of the server
 // starts threads so slowly (about 40 ms each on the 2-core CI machine) that
 // it gets fewer; the plain and ASan builds get the issue's thousand.
-#if defined(__SANITIZE_THREAD__)
-constexpr int kSigtermClients = 100;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr int kSigtermClients = 100;
-#else
-constexpr int kSigtermClients = 1000;
-#endif
-#else
-constexpr int kSigtermClients = 1000;
-#endif
+constexpr int kSigtermClients = metrics::test::kThreadSanitizer ? 100 : 1000;
 
 // Puts `count` samples under `keys` keys directly into a storage.
 void fill(metrics::Storage& storage, int keys, int samples_per_key) {
@@ -462,17 +452,8 @@ TEST_CASE("clients that never read a get of a huge key hold only a bounded piece
   // What the readers may add to the server's RSS, in full copies: far less
   // than one each. Sanitizers add shadow memory and per-thread state to
   // every session, so they get more room (still half a copy a reader).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  constexpr long kAllowedCopies = 10;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  constexpr long kAllowedCopies = 10;
-#else
-  constexpr long kAllowedCopies = 5;
-#endif
-#else
-  constexpr long kAllowedCopies = 5;
-#endif
+  constexpr long kAllowedCopies =
+      metrics::test::kAddressSanitizer || metrics::test::kThreadSanitizer ? 10 : 5;
   {
     // Pipelined in rounds small enough that neither side's socket buffers
     // fill while the other waits.

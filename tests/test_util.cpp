@@ -513,6 +513,13 @@ std::string cli_binary() {
   return path != nullptr ? path : "build/metrics-cli";
 }
 
+std::string bench_binary() {
+  std::string path = server_binary();
+  std::size_t slash = path.rfind('/');
+  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
+         "metrics-bench";
+}
+
 uint16_t port_from_listening_line(std::string_view line) {
   std::size_t colon = line.rfind(':');
   if (colon == std::string_view::npos) throw std::runtime_error("no port in '" + std::string(line) + "'");

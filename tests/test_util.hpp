@@ -25,6 +25,31 @@ namespace metrics::test {
 // Every blocking step of a test waits at most this long.
 inline constexpr std::chrono::milliseconds kDeadline{10000};
 
+// The exit statuses of metrics-cli and metrics-bench besides 0: the request
+// failed, or the command line was wrong.
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Whether this build runs under ThreadSanitizer or AddressSanitizer, which
+// make threads, memory and time costlier: g++ says so by a macro, clang by
+// __has_feature.
+#if defined(__has_feature)
+#define METRICS_TEST_HAS_FEATURE(name) __has_feature(name)
+#else
+#define METRICS_TEST_HAS_FEATURE(name) 0
+#endif
+#if defined(__SANITIZE_THREAD__) || METRICS_TEST_HAS_FEATURE(thread_sanitizer)
+inline constexpr bool kThreadSanitizer = true;
+#else
+inline constexpr bool kThreadSanitizer = false;
+#endif
+#if defined(__SANITIZE_ADDRESS__) || METRICS_TEST_HAS_FEATURE(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#undef METRICS_TEST_HAS_FEATURE
+
 // A MetricsService over a fresh Storage, served on 127.0.0.1 at a free port
 // by a thread of this process; stopped and joined on destruction.
 class TestServer {
@@ -262,6 +287,8 @@ class TempDir {
 // (set by `make test`), else build/<name>.
 std::string server_binary();
 std::string cli_binary();
+// metrics-bench, built next to metrics-server.
+std::string bench_binary();
 
 // The port in a "listening on HOST:PORT" line.
 uint16_t port_from_listening_line(std::string_view line);
