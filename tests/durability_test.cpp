@@ -148,22 +148,69 @@ std::size_t count_lost(const std::map<int64_t, double>& have, const std::vector<
   return lost;
 }
 
-// Starts one Pump per element of `pumps`, on keys "r<round>.c<c>", each in a
-// thread of its own that runs until `stop`; value_of(c, i) is client c's
-// i-th value.
-template <typename TimestampOf, typename ValueOf>
-std::vector<std::thread> start_pumps(std::vector<Pump>& pumps, int round, uint16_t port,
-                                     std::atomic<bool>& stop, std::atomic<std::size_t>& acks,
-                                     TimestampOf timestamp_of, ValueOf value_of) {
-  std::vector<std::thread> threads;
-  for (std::size_t c = 0; c < pumps.size(); ++c) {
-    pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
-    threads.emplace_back([&pumps, &stop, &acks, port, c, timestamp_of, value_of] {
-      pumps[c].run(port, stop, acks, timestamp_of,
-                   [c, value_of](std::size_t i) { return value_of(c, i); });
-    });
+// The clients of one round of a crash test: one Pump each, on keys
+// "r<round>.c<c>", each in a thread of its own until stop_and_join() (or
+// destruction). value_of(c, i) is client c's i-th value.
+class PumpRound {
+ public:
+  template <typename TimestampOf, typename ValueOf>
+  PumpRound(int clients, int round, uint16_t port, TimestampOf timestamp_of, ValueOf value_of)
+      : pumps_(static_cast<std::size_t>(clients)) {
+    for (std::size_t c = 0; c < pumps_.size(); ++c) {
+      pumps_[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
+      threads_.emplace_back([this, port, c, timestamp_of, value_of] {
+        pumps_[c].run(port, stop_, acks_, timestamp_of,
+                      [c, value_of](std::size_t i) { return value_of(c, i); });
+      });
+    }
   }
-  return threads;
+  ~PumpRound() { stop_and_join(); }
+  PumpRound(const PumpRound&) = delete;
+  PumpRound& operator=(const PumpRound&) = delete;
+
+  // Puts answered "ok" so far, over all clients.
+  std::size_t acks() const { return acks_.load(); }
+  void stop_and_join() {
+    stop_ = true;
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // Read them only after stop_and_join().
+  const std::vector<Pump>& pumps() const { return pumps_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<std::size_t> acks_{0};
+  std::vector<Pump> pumps_;
+  std::vector<std::thread> threads_;
+};
+
+// The rounds of a crash test against a metrics-server started with `args`:
+// in each, `clients` pumps load it while kill(server, load) waits for its
+// moment and kills it with SIGKILL; then the pumps stop, the server restarts
+// on the same file, and check(port, pump) checks what each pump's key holds.
+// A SIGTERM at the end must stop the server with exit status 0.
+template <typename TimestampOf, typename ValueOf, typename Kill, typename Check>
+void run_crash_rounds(const std::vector<std::string>& args, int rounds, int clients,
+                      TimestampOf timestamp_of, ValueOf value_of, Kill kill, Check check) {
+  uint16_t port = 0;
+  auto server = start_server(args, &port);
+  for (int round = 0; round < rounds; ++round) {
+    CAPTURE(round);
+    PumpRound load(clients, round, port, timestamp_of, value_of);
+    kill(*server, load);
+    load.stop_and_join();
+
+    server = start_server(args, &port);
+    for (const Pump& pump : load.pumps()) {
+      CAPTURE(pump.key, pump.acked.size(), pump.sent);
+      CHECK(pump.other_answers == 0);
+      check(port, pump);
+    }
+  }
+  ProcessResult stopped = server->stop(SIGTERM);
+  CHECK(stopped.exit_code == 0);
 }
 
 std::string read_file(const std::string& path) {
@@ -190,40 +237,26 @@ TEST_CASE("every put acknowledged before a SIGKILL is restored after the restart
   TempDir dir;
   const std::vector<std::string> args = {"--data-file", dir.file("data.log"), "--fsync", policy};
   std::mt19937 rng(Catch::rngSeed());
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  for (int round = 0; round < kRounds; ++round) {
-    CAPTURE(round);
-    std::atomic<bool> stop{false};
-    std::atomic<std::size_t> acks{0};
-    std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads = start_pumps(
-        pumps, round, port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i); },
-        [](std::size_t c, std::size_t i) {
-          return static_cast<double>(c) + 0.25 * static_cast<double>(i);
-        });
-    const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
-    // A generous deadline: with --fsync always on a disk that other work
-    // keeps busy, 2000 acknowledgements can take a while.
-    bool loaded = wait_until([&] { return acks.load() >= target; }, 3 * kDeadline);
-    ProcessResult killed = server->stop(SIGKILL);
-    stop = true;
-    for (std::thread& t : threads) t.join();
-    REQUIRE(loaded);
-    CHECK(killed.signal == SIGKILL);
-
-    server = start_server(args, &port);
-    for (const Pump& pump : pumps) {
-      CAPTURE(pump.key, pump.acked.size(), pump.sent);
-      CHECK(pump.other_answers == 0);
-      CHECK(pump.failures == 0);
-      std::string first;
-      CHECK(count_lost(stored(port, pump.key), pump.acked, &first) == 0);
-      INFO("first lost: " << first);
-    }
-  }
-  ProcessResult stopped = server->stop(SIGTERM);
-  CHECK(stopped.exit_code == 0);
+  run_crash_rounds(
+      args, kRounds, kClients, [](std::size_t i) { return static_cast<int64_t>(i); },
+      [](std::size_t c, std::size_t i) {
+        return static_cast<double>(c) + 0.25 * static_cast<double>(i);
+      },
+      [&](ChildProcess& server, const PumpRound& load) {
+        const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
+        // A generous deadline: with --fsync always on a disk that other work
+        // keeps busy, 2000 acknowledgements can take a while.
+        bool loaded = wait_until([&] { return load.acks() >= target; }, 3 * kDeadline);
+        ProcessResult killed = server.stop(SIGKILL);
+        REQUIRE(loaded);
+        CHECK(killed.signal == SIGKILL);
+      },
+      [](uint16_t port, const Pump& pump) {
+        CHECK(pump.failures == 0);
+        std::string first;
+        CHECK(count_lost(stored(port, pump.key), pump.acked, &first) == 0);
+        INFO("first lost: " << first);
+      });
 }
 
 TEST_CASE("nothing acknowledged is lost when the server is killed during a compaction",
@@ -240,50 +273,35 @@ TEST_CASE("nothing acknowledged is lost when the server is killed during a compa
                                          "--compact-min-bytes", "65536"};
   std::mt19937 rng(Catch::rngSeed());
   int interrupted = 0;
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  for (int round = 0; round < kRounds; ++round) {
-    CAPTURE(round);
-    std::atomic<bool> stop{false};
-    std::atomic<std::size_t> acks{0};
-    std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads = start_pumps(
-        pumps, round, port, stop, acks,
-        [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
-        [](std::size_t, std::size_t i) { return static_cast<double>(i); });
-    server->wait_for_stderr_line("compaction started");
-    // Kill at once, or after up to 2 ms of the rewrite.
-    auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
-    auto until = std::chrono::steady_clock::now() + delay;
-    while (std::chrono::steady_clock::now() < until) {
-    }
-    ProcessResult killed = server->stop(SIGKILL);
-    if (std::filesystem::exists(path + ".rewrite")) ++interrupted;
-    stop = true;
-    for (std::thread& t : threads) t.join();
-    CHECK(killed.signal == SIGKILL);
-
-    server = start_server(args, &port);
-    for (const Pump& pump : pumps) {
-      CAPTURE(pump.key, pump.acked.size(), pump.sent);
-      CHECK(pump.other_answers == 0);
-      std::map<int64_t, double> have = stored(port, pump.key);
-      // For each timestamp, the value must be the last acknowledged put's,
-      // or a later put's that was sent but not yet answered.
-      std::map<int64_t, double> last_acked;
-      for (const Put& p : pump.acked) last_acked[p.timestamp] = p.value;
-      for (const auto& [ts, value] : last_acked) {
-        CAPTURE(ts, value);
-        auto it = have.find(ts);
-        REQUIRE(it != have.end());
-        CHECK(it->second >= value);
-        CHECK(it->second < static_cast<double>(pump.sent));
-        CHECK(static_cast<int64_t>(it->second) % kSlots == ts);
-      }
-    }
-  }
-  ProcessResult stopped = server->stop(SIGTERM);
-  CHECK(stopped.exit_code == 0);
+  run_crash_rounds(
+      args, kRounds, kClients, [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
+      [](std::size_t, std::size_t i) { return static_cast<double>(i); },
+      [&](ChildProcess& server, const PumpRound&) {
+        server.wait_for_stderr_line("compaction started");
+        // Kill at once, or after up to 2 ms of the rewrite.
+        auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
+        auto until = std::chrono::steady_clock::now() + delay;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        ProcessResult killed = server.stop(SIGKILL);
+        if (std::filesystem::exists(path + ".rewrite")) ++interrupted;
+        CHECK(killed.signal == SIGKILL);
+      },
+      [](uint16_t port, const Pump& pump) {
+        std::map<int64_t, double> have = stored(port, pump.key);
+        // For each timestamp, the value must be the last acknowledged put's,
+        // or a later put's that was sent but not yet answered.
+        std::map<int64_t, double> last_acked;
+        for (const Put& p : pump.acked) last_acked[p.timestamp] = p.value;
+        for (const auto& [ts, value] : last_acked) {
+          CAPTURE(ts, value);
+          auto it = have.find(ts);
+          REQUIRE(it != have.end());
+          CHECK(it->second >= value);
+          CHECK(it->second < static_cast<double>(pump.sent));
+          CHECK(static_cast<int64_t>(it->second) % kSlots == ts);
+        }
+      });
   // Not asserted, since it depends on timing (5 of 5 on the development
   // machine's ext4): how many kills landed while the rewrite file existed.
   INFO("kills that interrupted a rewrite: " << interrupted << " of " << kRounds);
