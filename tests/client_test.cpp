@@ -21,12 +21,7 @@ using Catch::Matchers::StartsWith;
 using metrics::Client;
 using metrics::ClientError;
 using metrics::Sample;
-using metrics::test::FakeReply;
-using metrics::test::FakeServer;
-using metrics::test::reply;
-using metrics::test::reply_bytewise;
-using metrics::test::SlowHandshakeListener;
-using metrics::test::TestServer;
+using namespace metrics::test;
 
 namespace {
 
@@ -159,7 +154,7 @@ TEST_CASE("a client's timeout bounds a connect that gets no handshake", "[client
 }
 
 TEST_CASE("a refused connection is a ClientError naming connect", "[client]") {
-  metrics::test::RefusedPort refused;
+  RefusedPort refused;
   CHECK_THROWS_MATCHES(
       Client("127.0.0.1", refused.port(), kTimeout), ClientError,
       Catch::Matchers::Message("connect 127.0.0.1:" + std::to_string(refused.port()) +

@@ -28,22 +28,17 @@
 #include "metrics/socket.hpp"
 #include "test_util.hpp"
 
-using metrics::test::TempDir;
+using namespace metrics::test;
 
 namespace {
-
-using metrics::test::ChildProcess;
-using metrics::test::kDeadline;
-using metrics::test::ProcessResult;
-using metrics::test::wait_until;
 
 // Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
 // its "listening on" line and stores the port.
 std::unique_ptr<ChildProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
-  std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+  std::vector<std::string> argv = {server_binary(), "127.0.0.1", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = std::make_unique<ChildProcess>(argv);
-  *port = metrics::test::port_from_listening_line(child->wait_for_stderr_line("listening on"));
+  *port = port_from_listening_line(child->wait_for_stderr_line("listening on"));
   return child;
 }
 
@@ -339,7 +334,7 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   REQUIRE_FALSE(pump.acked.empty());
 
   // While the log cannot be written, puts are refused and gets still work.
-  metrics::test::RawConnection c(port);
+  RawConnection c(port);
   c.send("put refused 1 1\n");
   CHECK(c.read_answers() == "error\nstorage failure\n\n");
   std::string first;
@@ -401,7 +396,7 @@ class TmpfsMount {
 
 // Sends `requests` (complete lines) in one write and returns the `count`
 // answers, one string each.
-std::vector<std::string> pipelined(metrics::test::RawConnection& c, const std::string& requests,
+std::vector<std::string> pipelined(RawConnection& c, const std::string& requests,
                                    std::size_t count) {
   c.send(requests);
   const std::string all = c.read_answers(count);
@@ -422,7 +417,7 @@ std::vector<std::string> pipelined(metrics::test::RawConnection& c, const std::s
 // `refused` is stored: neither by a get of it nor among `get *`'s keys.
 void check_only_acked_stored(uint16_t port, const std::vector<std::size_t>& acked,
                              const std::vector<std::size_t>& refused) {
-  metrics::test::RawConnection c(port);
+  RawConnection c(port);
   std::string requests;
   std::vector<std::string> expected;
   for (std::size_t i : acked) {
@@ -503,7 +498,7 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   std::size_t other = 0;
   std::size_t next = 0;
   {
-    metrics::test::RawConnection c(port);
+    RawConnection c(port);
     // 2 MB holds some 50,000 of these records; two more batches after the
     // first refusal show the log stays refusing.
     int batches_after_refusal = 0;
@@ -548,7 +543,7 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   const std::vector<std::string> args = {"--data-file", dir.file("data.log")};
   uint16_t port = 0;
   auto server = start_server(args, &port);
-  metrics::test::RawConnection c(port);
+  RawConnection c(port);
   c.send("put a 1 1\nput a 2 2\nget a\nput b 3 3\nbad\nget *\nput a 9 1\n\nget a\n");
   CHECK(c.read_answers(8) ==
         "ok\n\nok\n\nok\na 1.0 1\na 2.0 2\n\nok\n\nerror\nwrong command\n\n"
@@ -581,8 +576,7 @@ TEST_CASE("a second server on the same data file refuses to start", "[durability
   const std::string path = dir.file("data.log");
   uint16_t port = 0;
   auto first = start_server({"--data-file", path}, &port);
-  ProcessResult second = metrics::test::run_process(
-      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  ProcessResult second = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(second.exit_code == 1);
   CHECK_THAT(second.err, Catch::Contains("data file " + path +
                                          " is locked: another metrics-server is using it"));
@@ -644,8 +638,7 @@ TEST_CASE("a data file corrupt in the middle stops the server unless --repair", 
   bytes[middle + 20] = static_cast<char>(bytes[middle + 20] ^ 0x01);
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 
-  ProcessResult refused = metrics::test::run_process(
-      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  ProcessResult refused = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(refused.exit_code == 1);
   CHECK_THAT(refused.err, Catch::Contains("corrupt at byte offset " + std::to_string(middle)));
   CHECK_THAT(refused.err, Catch::Contains("--repair"));

@@ -32,11 +32,7 @@ namespace {
 
 using metrics::Fd;
 using metrics::ServerOptions;
-using metrics::test::ChildProcess;
-using metrics::test::kDeadline;
-using metrics::test::RawConnection;
-using metrics::test::TestServer;
-using metrics::test::wait_until;
+using namespace metrics::test;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kWrongCommand = "error\nwrong command\n\n";
@@ -83,16 +79,14 @@ bool closed_by_peer(int fd, int timeout_ms) {
 // killed by PID when the test ends. `prefix` runs before the server binary
 // (e.g. prlimit), which it must exec so the PID stays the server's.
 struct ChildServer {
-  explicit ChildServer(std::vector<std::string> options = {},
-                       std::vector<std::string> prefix = {})
+  explicit ChildServer(std::vector<std::string> options = {}, std::vector<std::string> prefix = {})
       : process(command(std::move(options), std::move(prefix))),
-        port(metrics::test::port_from_listening_line(
-            process.wait_for_stderr_line("listening on"))) {}
+        port(port_from_listening_line(process.wait_for_stderr_line("listening on"))) {}
 
   static std::vector<std::string> command(std::vector<std::string> options,
                                           std::vector<std::string> prefix) {
     std::vector<std::string> argv = std::move(prefix);
-    argv.push_back(metrics::test::server_binary());
+    argv.push_back(server_binary());
     argv.push_back("127.0.0.1");
     argv.push_back("0");
     argv.insert(argv.end(), options.begin(), options.end());
@@ -116,7 +110,7 @@ long tcp_buffer_max(const std::string& name) {
 // Idle clients of the SIGTERM test. A ThreadSanitizer build of the server
 // starts threads so slowly (about 40 ms each on the 2-core CI machine) that
 // it gets fewer; the plain and ASan builds get the issue's thousand.
-constexpr int kSigtermClients = metrics::test::kThreadSanitizer ? 100 : 1000;
+constexpr int kSigtermClients = kThreadSanitizer ? 100 : 1000;
 
 // Puts `count` samples under `keys` keys directly into a storage.
 void fill(metrics::Storage& storage, int keys, int samples_per_key) {
@@ -452,8 +446,7 @@ TEST_CASE("clients that never read a get of a huge key hold only a bounded piece
   // What the readers may add to the server's RSS, in full copies: far less
   // than one each. Sanitizers add shadow memory and per-thread state to
   // every session, so they get more room (still half a copy a reader).
-  constexpr long kAllowedCopies =
-      metrics::test::kAddressSanitizer || metrics::test::kThreadSanitizer ? 10 : 5;
+  constexpr long kAllowedCopies = kAddressSanitizer || kThreadSanitizer ? 10 : 5;
   {
     // Pipelined in rounds small enough that neither side's socket buffers
     // fill while the other waits.
@@ -631,9 +624,8 @@ TEST_CASE("a session thread that cannot be started closes that one connection on
   // process: any thread started meanwhile fails too (a sanitizer runtime's,
   // say), and a restore that went wrong would fail the threads of every test
   // after it. So it runs in a test process of its own.
-  if (!metrics::test::in_child_test_process()) {
-    metrics::test::ProcessResult child =
-        metrics::test::run_test_case_in_child(Catch::getResultCapture().getCurrentTestName());
+  if (!in_child_test_process()) {
+    ProcessResult child = run_test_case_in_child(Catch::getResultCapture().getCurrentTestName());
     // The child's report, without its closing count line, which would read
     // as this run's own last line.
     const std::size_t count_line = child.out.rfind(" passed, ");
@@ -693,7 +685,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   long rss = rss_kib(server.pid());
 
   auto start = Clock::now();
-  metrics::test::ProcessResult result = server.process.stop(SIGTERM);
+  ProcessResult result = server.process.stop(SIGTERM);
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr,
                "[measure] SIGTERM with %d idle clients: exit after %.3f s (server RSS was %ld KiB)\n",

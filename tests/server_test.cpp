@@ -28,11 +28,7 @@
 #include "test_util.hpp"
 
 using metrics::ServerOptions;
-using metrics::test::ChildProcess;
-using metrics::test::ProcessResult;
-using metrics::test::RawConnection;
-using metrics::test::TestServer;
-using metrics::test::wait_until;
+using namespace metrics::test;
 
 namespace {
 
@@ -607,11 +603,11 @@ namespace {
 struct ServerProcess {
   explicit ServerProcess(std::vector<std::string> args) : process(with_binary(std::move(args))) {
     listening_line = process.wait_for_stderr_line("listening on");
-    port = metrics::test::port_from_listening_line(listening_line);
+    port = port_from_listening_line(listening_line);
   }
 
   static std::vector<std::string> with_binary(std::vector<std::string> args) {
-    args.insert(args.begin(), metrics::test::server_binary());
+    args.insert(args.begin(), server_binary());
     return args;
   }
 
@@ -647,19 +643,18 @@ TEST_CASE("metrics-server takes options alongside the positional host and port",
 }
 
 TEST_CASE("metrics-server --help and --version exit 0", "[server][binary]") {
-  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  ProcessResult help = run_process({server_binary(), "--help"});
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("metrics-server") != std::string::npos);
   CHECK(help.out.find("--max-line-bytes") != std::string::npos);
 
-  ProcessResult version = metrics::test::run_process({metrics::test::server_binary(), "--version"});
+  ProcessResult version = run_process({server_binary(), "--version"});
   CHECK(version.exit_code == 0);
   CHECK(version.out.find("metrics-server ") == 0);
 }
 
 TEST_CASE("metrics-server rejects a bad option with a non-zero exit", "[server][binary]") {
-  ProcessResult result =
-      metrics::test::run_process({metrics::test::server_binary(), "127.0.0.1", "notaport"});
+  ProcessResult result = run_process({server_binary(), "127.0.0.1", "notaport"});
   CHECK(result.exit_code != 0);
   CHECK_FALSE(result.err.empty());
 }
@@ -709,10 +704,10 @@ TEST_CASE("metrics-server refuses an out-of-range or malformed option value with
       {{"--bogus"}, "--bogus"},
   };
   for (const Case& c : cases) {
-    std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+    std::vector<std::string> argv = {server_binary(), "127.0.0.1", "0"};
     argv.insert(argv.end(), c.args.begin(), c.args.end());
     CAPTURE(c.args);
-    ProcessResult result = metrics::test::run_process(argv);
+    ProcessResult result = run_process(argv);
     CAPTURE(result.err);
     CHECK(result.exit_code == 2);
     CHECK(result.err.find(c.names) != std::string::npos);
@@ -731,10 +726,10 @@ TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
       {"127.0.0.1", "0x50"},  {"", "0"},
   };
   for (const auto& args : cases) {
-    std::vector<std::string> argv = {metrics::test::server_binary()};
+    std::vector<std::string> argv = {server_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     CAPTURE(args);
-    ProcessResult result = metrics::test::run_process(argv);
+    ProcessResult result = run_process(argv);
     CAPTURE(result.err);
     CHECK(result.exit_code == 2);
     CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
@@ -744,7 +739,7 @@ TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
 
 TEST_CASE("metrics-server accepts every option at both ends of its range",
           "[server][binary][options]") {
-  metrics::test::TempDir dir;
+  TempDir dir;
   SECTION("the largest values") {
     ServerProcess server({"127.0.0.1", "0", "--max-line-bytes",
                           std::to_string(metrics::kMaxLogKeyBytes), "--max-connections", "1000000",
@@ -778,7 +773,7 @@ TEST_CASE("metrics-server accepts every option at both ends of its range",
 }
 
 TEST_CASE("metrics-server --help gives each option's range", "[server][binary][options]") {
-  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  ProcessResult help = run_process({server_binary(), "--help"});
   CHECK(help.exit_code == 0);
   for (const char* range : {"0 to 65535", "1 to 1073741824", "1 to 1000000", "0.001 to 1000000",
                             "0 to 1099511627776"}) {
