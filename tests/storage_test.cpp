@@ -53,6 +53,41 @@ bool sorted_by_unique_timestamp(const std::vector<Sample>& samples) {
          }) == samples.end();
 }
 
+// Runs write(w) in each of `writers` threads and read(r, writing) in each
+// of `readers` threads, all released at once, and joins them. writing()
+// holds until every writer has returned, so a reader that loops
+// `do { ... } while (writing());` makes at least one pass.
+template <typename Write, typename Read>
+void run_writers_and_readers(int writers, int readers, Write write, Read read) {
+  std::promise<void> start;
+  std::shared_future<void> started = start.get_future().share();
+  std::atomic<int> writers_left{writers};
+  auto writing = [&writers_left] { return writers_left.load() > 0; };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      started.wait();
+      write(w);
+      writers_left.fetch_sub(1);
+    });
+  }
+  for (int r = 0; r < readers; ++r) {
+    threads.emplace_back([&, r] {
+      started.wait();
+      read(r, writing);
+    });
+  }
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+}
+
+// Runs write(w) in each of `writers` threads, all released at once, and
+// joins them.
+template <typename Write>
+void run_writers(int writers, Write write) {
+  run_writers_and_readers(writers, 0, write, [](int, const auto&) {});
+}
+
 }  // namespace
 
 TEST_CASE("samples are ordered by timestamp whatever the put order", "[storage]") {
@@ -322,14 +357,10 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
   constexpr int kWriters = 8;
   constexpr int kPuts = 10000;
   Storage storage;
-  std::promise<void> start;
-  std::shared_future<void> started = start.get_future().share();
-  std::atomic<int> writers_left{kWriters};
   std::atomic<int> bad_reads{0};
   std::atomic<long> reads{0};
 
   auto writer = [&](int w) {
-    started.wait();
     const std::string own = "own." + std::to_string(w);
     for (int i = 0; i < kPuts; ++i) {
       if (i % 2 == 0) {
@@ -340,10 +371,8 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
         storage.put("overlap", i, i * 0.25);
       }
     }
-    writers_left.fetch_sub(1);
   };
-  auto reader = [&]() {
-    started.wait();
+  auto reader = [&](int, const auto& writing) {
     std::vector<std::size_t> last_sizes;
     std::string key;
     std::vector<Sample> samples;
@@ -364,14 +393,9 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
         bad_reads.fetch_add(1);
       }
       reads.fetch_add(1);
-    } while (writers_left.load() > 0);
+    } while (writing());
   };
-
-  std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
-  for (int r = 0; r < 2; ++r) threads.emplace_back(reader);
-  start.set_value();
-  for (std::thread& t : threads) t.join();
+  run_writers_and_readers(kWriters, 2, writer, reader);
 
   CHECK(bad_reads.load() == 0);
   CHECK(reads.load() >= 2);
@@ -422,25 +446,19 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
   constexpr int kWriters = 4;
   constexpr int kKeys = 5000;
   Storage storage;
-  std::promise<void> start;
-  std::shared_future<void> started = start.get_future().share();
   std::atomic<int> published[kWriters] = {};
-  std::atomic<int> writers_left{kWriters};
   std::atomic<int> missing{0};
   std::atomic<long> lookups{0};
   auto key_of = [](int w, int i) { return "w" + std::to_string(w) + "." + std::to_string(i); };
 
   auto writer = [&](int w) {
-    started.wait();
     for (int i = 0; i < kKeys; ++i) {
       storage.put(key_of(w, i), i, w + i * 0.5);
       published[w].store(i + 1, std::memory_order_release);
     }
-    writers_left.fetch_sub(1);
   };
-  auto reader = [&](unsigned seed) {
-    started.wait();
-    std::mt19937 random(seed);
+  auto reader = [&](int r, const auto& writing) {
+    std::mt19937 random(static_cast<unsigned>(r + 1));
     std::vector<Sample> samples;
     do {
       for (int n = 0; n < 1000; ++n) {
@@ -454,14 +472,9 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
         }
         lookups.fetch_add(1);
       }
-    } while (writers_left.load() > 0);
+    } while (writing());
   };
-
-  std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
-  for (unsigned r = 0; r < 2; ++r) threads.emplace_back(reader, r + 1);
-  start.set_value();
-  for (std::thread& t : threads) t.join();
+  run_writers_and_readers(kWriters, 2, writer, reader);
 
   CHECK(missing.load() == 0);
   CHECK(lookups.load() >= 1000);
@@ -696,22 +709,15 @@ TEST_CASE("the log replays to the same store: each key's puts in order, new keys
   constexpr int kPuts = 6000;
   Storage storage;
   RecordingLog log;
-  std::promise<void> start;
-  std::shared_future<void> started = start.get_future().share();
   std::atomic<int> refused{0};  // Catch2's assertions are not for threads
-  auto writer = [&](int w) {
-    started.wait();
+  run_writers(kWriters, [&](int w) {
     for (int i = 0; i < kPuts; ++i) {
       // A new key every 8 puts, shared by all writers; and 4 hot keys.
       std::string key = i % 2 == 0 ? "new." + std::to_string(i / 8) : "hot." + std::to_string(i % 4);
       uint64_t ticket = 0;
       if (!storage.put(key, i % 50, w * 1000.0 + i, log, &ticket)) refused.fetch_add(1);
     }
-  };
-  std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
-  start.set_value();
-  for (std::thread& t : threads) t.join();
+  });
   REQUIRE(refused.load() == 0);
 
   Storage replayed;
@@ -736,24 +742,20 @@ TEST_CASE("a key lock lets one thread in at a time, also when its waiters sleep"
   long counter = 0;
   constexpr int kThreads = 4;
   constexpr int kEach = 20000;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kEach; ++i) {
-        std::lock_guard<metrics::KeyLock> guard(lock);
-        // Read, pause, write: a second thread inside would lose an update.
-        const long seen = counter;
-        for (volatile int spin = 0; spin < 20; spin = spin + 1) {
-        }
-        counter = seen + 1;
-        if (i % 500 == 0) {
-          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-          while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
-        }
+  run_writers(kThreads, [&](int) {
+    for (int i = 0; i < kEach; ++i) {
+      std::lock_guard<metrics::KeyLock> guard(lock);
+      // Read, pause, write: a second thread inside would lose an update.
+      const long seen = counter;
+      for (volatile int spin = 0; spin < 20; spin = spin + 1) {
       }
-    });
-  }
-  for (std::thread& t : threads) t.join();
+      counter = seen + 1;
+      if (i % 500 == 0) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+        while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      }
+    }
+  });
   CHECK(counter == long{kThreads} * kEach);
 }
 
