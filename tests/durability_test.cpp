@@ -34,12 +34,12 @@ namespace {
 
 // Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
 // its "listening on" line and stores the port.
-std::unique_ptr<ChildProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
-  std::vector<std::string> argv = {server_binary(), "127.0.0.1", "0"};
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
+  std::vector<std::string> argv = {"127.0.0.1", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto child = std::make_unique<ChildProcess>(argv);
-  *port = port_from_listening_line(child->wait_for_stderr_line("listening on"));
-  return child;
+  auto server = std::make_unique<ServerProcess>(argv);
+  *port = server->port;
+  return server;
 }
 
 struct Put {
@@ -194,7 +194,7 @@ void run_crash_rounds(const std::vector<std::string>& args, int rounds, int clie
   for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
     PumpRound load(clients, round, port, timestamp_of, value_of);
-    kill(*server, load);
+    kill(server->process, load);
     load.stop_and_join();
 
     server = start_server(args, &port);
@@ -204,7 +204,7 @@ void run_crash_rounds(const std::vector<std::string>& args, int rounds, int clie
       check(port, pump);
     }
   }
-  ProcessResult stopped = server->stop(SIGTERM);
+  ProcessResult stopped = server->process.stop(SIGTERM);
   CHECK(stopped.exit_code == 0);
 }
 
@@ -354,9 +354,9 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   // puts through again, so the put above can be answered before the line is
   // written: the test waits for the lines instead of killing the server at
   // once and expecting them.
-  CHECK_NOTHROW(server->wait_for_stderr_line("write failed: File too large"));
-  CHECK_NOTHROW(server->wait_for_stderr_line("writable again"));
-  ProcessResult killed = server->stop(SIGKILL);
+  CHECK_NOTHROW(server->process.wait_for_stderr_line("write failed: File too large"));
+  CHECK_NOTHROW(server->process.wait_for_stderr_line("writable again"));
+  ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
 
   server = start_server(args, &port);
@@ -364,7 +364,7 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   INFO("first lost: " << first);
   CHECK(stored(port, "after") == std::map<int64_t, double>{{2, 2.0}});
   CHECK(stored(port, "refused").empty());
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 namespace {
@@ -527,12 +527,12 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   INFO(acked.size() << " puts acknowledged, " << refused.size() << " refused");
   check_only_acked_stored(port, acked, refused);
 
-  ProcessResult killed = server->stop(SIGKILL);
+  ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
   CHECK_THAT(killed.err, Catch::Contains("write failed: No space left on device"));
   server = start_server(args, &port);
   check_only_acked_stored(port, acked, refused);
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("with a log, pipelined puts and gets are answered in order and gets see earlier puts",
@@ -560,7 +560,7 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   }
   c.send(many);
   CHECK(c.read_answers(kPuts) == expected);
-  ProcessResult stopped = server->stop(SIGTERM);
+  ProcessResult stopped = server->process.stop(SIGTERM);
   CHECK(stopped.exit_code == 0);
 
   server = start_server(args, &port);
@@ -568,7 +568,7 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   std::size_t restored = 0;
   for (int k = 0; k < 7; ++k) restored += stored(port, "many." + std::to_string(k)).size();
   CHECK(restored == kPuts);
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a second server on the same data file refuses to start", "[durability]") {
@@ -584,7 +584,7 @@ TEST_CASE("a second server on the same data file refuses to start", "[durability
   metrics::Client client("127.0.0.1", port, 10.0);
   client.put("k", 1.5, 1);
   CHECK(stored(port, "k") == std::map<int64_t, double>{{1, 1.5}});
-  CHECK(first->stop(SIGTERM).exit_code == 0);
+  CHECK(first->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes allows",
@@ -603,7 +603,7 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
     client.put(long_key, 2, 2);
     client.put("c", 3, 3);
   }
-  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+  REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
   std::string bytes = read_file(path);
   REQUIRE(bytes.size() == 8 + 25 + (24 + long_key.size()) + 25);
@@ -616,7 +616,7 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
   CHECK(stored(port, "a").empty());
   CHECK(stored(port, long_key) == std::map<int64_t, double>{{2, 2.0}});
   CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a data file corrupt in the middle stops the server unless --repair", "[durability]") {
@@ -630,7 +630,7 @@ TEST_CASE("a data file corrupt in the middle stops the server unless --repair", 
     client.put("b", 2, 2);
     client.put("c", 3, 3);
   }
-  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+  REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
   std::string bytes = read_file(path);
   const std::size_t middle = 8 + 25;  // the header, then record "a"
@@ -647,7 +647,7 @@ TEST_CASE("a data file corrupt in the middle stops the server unless --repair", 
   CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 1.0}});
   CHECK(stored(port, "b").empty());
   CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
-  ProcessResult repaired = server->stop(SIGTERM);
+  ProcessResult repaired = server->process.stop(SIGTERM);
   CHECK(repaired.exit_code == 0);
   CHECK_THAT(repaired.err, Catch::Contains("repair: dropped 25 damaged bytes"));
 }

@@ -75,30 +75,6 @@ bool closed_by_peer(int fd, int timeout_ms) {
   }
 }
 
-// A metrics-server child process listening on 127.0.0.1 at a free port;
-// killed by PID when the test ends. `prefix` runs before the server binary
-// (e.g. prlimit), which it must exec so the PID stays the server's.
-struct ChildServer {
-  explicit ChildServer(std::vector<std::string> options = {}, std::vector<std::string> prefix = {})
-      : process(command(std::move(options), std::move(prefix))),
-        port(port_from_listening_line(process.wait_for_stderr_line("listening on"))) {}
-
-  static std::vector<std::string> command(std::vector<std::string> options,
-                                          std::vector<std::string> prefix) {
-    std::vector<std::string> argv = std::move(prefix);
-    argv.push_back(server_binary());
-    argv.push_back("127.0.0.1");
-    argv.push_back("0");
-    argv.insert(argv.end(), options.begin(), options.end());
-    return argv;
-  }
-
-  pid_t pid() const { return process.pid(); }
-
-  ChildProcess process;
-  uint16_t port;
-};
-
 // The largest buffer size in /proc/sys/net/ipv4/NAME ("min default max").
 long tcp_buffer_max(const std::string& name) {
   std::ifstream in("/proc/sys/net/ipv4/" + name);
@@ -141,7 +117,7 @@ void put_and_check(RawConnection& c, const std::string& prefix, int requests) {
 // is discarded without being buffered, and the session goes on.
 TEST_CASE("a 100 MB request line gets one wrong command and leaves the server's memory as it was",
           "[hardening][limits]") {
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   RawConnection c(server.port);
   put_and_check(c, "warm", 10);
   long before = rss_kib(server.pid());
@@ -439,7 +415,7 @@ TEST_CASE("clients that never read a get of a huge key hold only a bounded piece
   // 16 MB, its formatted answer about as much. Twenty clients ask for it and
   // never read; each session may block with a piece of the answer in hand,
   // never with the whole.
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   constexpr int kSamples = 1000000;
   constexpr long kCopyKib = kSamples * static_cast<long>(sizeof(metrics::Sample)) / 1024;
   constexpr int kReaders = 20;
@@ -554,7 +530,7 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
           "[hardening][faults]") {
   // 40 descriptors: stdio, the listener and the wake pipe leave room for
   // about 34 sessions; the connections past them wait in the backlog.
-  ChildServer server({}, {"/usr/bin/prlimit", "--nofile=40:40"});
+  ServerProcess server({"127.0.0.1", "0"}, {"/usr/bin/prlimit", "--nofile=40:40"});
   const int kConnections = 50;
   std::vector<std::unique_ptr<RawConnection>> conns;
   // The first session is served before descriptors run out. (Its first
@@ -674,7 +650,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   rlim_t limit = raise_descriptor_limit();
   const int kClients = std::min(kSigtermClients, static_cast<int>(limit) - 200);
   REQUIRE(kClients > 0);
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   std::vector<Fd> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.push_back(metrics::connect_tcp("127.0.0.1", server.port, kDeadline));
@@ -704,7 +680,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
 }
 
 TEST_CASE("SIGPIPE sent to the server does not kill it", "[hardening][signals]") {
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   REQUIRE(::kill(server.pid(), SIGPIPE) == 0);
   RawConnection c(server.port);
   put_and_check(c, "alive", 1);

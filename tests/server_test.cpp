@@ -597,27 +597,6 @@ TEST_CASE("run_until_stop_signal ended by stop() sends no signal to an embedding
 // ---------------------------------------------------------------------------
 // The metrics-server program
 
-namespace {
-
-// Starts `metrics-server ARGS...` and waits for its "listening on" line.
-struct ServerProcess {
-  explicit ServerProcess(std::vector<std::string> args) : process(with_binary(std::move(args))) {
-    listening_line = process.wait_for_stderr_line("listening on");
-    port = port_from_listening_line(listening_line);
-  }
-
-  static std::vector<std::string> with_binary(std::vector<std::string> args) {
-    args.insert(args.begin(), server_binary());
-    return args;
-  }
-
-  ChildProcess process;
-  std::string listening_line;
-  uint16_t port = 0;
-};
-
-}  // namespace
-
 TEST_CASE("metrics-server prints its real address and serves on it", "[server][binary]") {
   ServerProcess server({"127.0.0.1", "0"});
   REQUIRE(server.port != 0);

@@ -491,6 +491,22 @@ ProcessResult ChildProcess::stop(int sig, std::chrono::milliseconds deadline) {
   return result;
 }
 
+namespace {
+
+std::vector<std::string> server_command(std::vector<std::string> args,
+                                        std::vector<std::string> prefix) {
+  prefix.push_back(server_binary());
+  prefix.insert(prefix.end(), args.begin(), args.end());
+  return prefix;
+}
+
+}  // namespace
+
+ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> prefix)
+    : process(server_command(std::move(args), std::move(prefix))),
+      listening_line(process.wait_for_stderr_line("listening on")),
+      port(port_from_listening_line(listening_line)) {}
+
 TempDir::TempDir() {
   std::string pattern =
       (std::filesystem::temp_directory_path() / "metrics-test-XXXXXX").string();

@@ -267,6 +267,19 @@ class ChildProcess {
   std::string err_text_;
 };
 
+// A metrics-server child process, killed by PID on destruction. Starts
+// `prefix... metrics-server args...` and waits for its "listening on" line;
+// `args` name the address, e.g. {"127.0.0.1", "0"}, and a `prefix` (such as
+// prlimit) must exec the server so that the PID stays the server's.
+struct ServerProcess {
+  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> prefix = {});
+  pid_t pid() const { return process.pid(); }
+
+  ChildProcess process;
+  std::string listening_line;
+  uint16_t port = 0;
+};
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on
 // destruction.
 class TempDir {
