@@ -169,12 +169,9 @@ TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli
                                            std::vector<std::string>{"--timeout", "0"},
                                            std::vector<std::string>{"--timeout", "5"});
   CAPTURE(args);
-  SlowHandshakeListener listener;
-  listener.serve_after_a_dropped_syn("ok\n\n");
   args.insert(args.end(), {"put", "k", "1", "1"});
-  ProcessResult r = cli_at(listener.port(), args);
-  check_success(r);
-  SlowHandshakeListener::Outcome outcome = listener.finish();
+  SlowHandshakeListener::Outcome outcome =
+      after_a_slow_handshake([&](uint16_t port) { check_success(cli_at(port, args)); });
   CHECK(outcome.syn_dropped);
   CHECK(outcome.request == "put k 1.0 1\n");
 }

@@ -130,14 +130,11 @@ TEST_CASE("a server that never answers makes the client time out", "[client]") {
 // timeout the connect must wait for it, as long as the kernel does.
 TEST_CASE("a client without a timeout waits for a handshake that takes a SYN retransmit",
           "[client]") {
-  SlowHandshakeListener listener;
-  listener.serve_after_a_dropped_syn("ok\n\n");
-  {
+  SlowHandshakeListener::Outcome outcome = after_a_slow_handshake([](uint16_t port) {
     std::optional<Client> client;
-    REQUIRE_NOTHROW(client.emplace("127.0.0.1", listener.port()));
+    REQUIRE_NOTHROW(client.emplace("127.0.0.1", port));
     CHECK_NOTHROW(client->put("k", 1.5, 1));
-  }
-  SlowHandshakeListener::Outcome outcome = listener.finish();
+  });
   CHECK(outcome.syn_dropped);
   CHECK(outcome.request == "put k 1.5 1\n");
 }

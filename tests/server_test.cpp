@@ -44,23 +44,26 @@ std::string ask(RawConnection& c, const std::string& request) {
 
 // docs/protocol.md, "Example (from the course text)".
 TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e]") {
+  struct Step {
+    const char* request;
+    const char* answer;
+  };
+  const Step session[] = {
+      {"get test_key\n", "ok\n\n"},
+      {"got test_key\n", "error\nwrong command\n\n"},
+      {"put test_key 12.0 1503319740\n", "ok\n\n"},
+      {"put test_key 13.0 1503319739\n", "ok\n\n"},
+      {"get test_key\n", "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\n\n"},
+      {"put another_key 10 1503319739\n", "ok\n\n"},
+      {"get *\n",
+       "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n"},
+  };
   TestServer server;
   RawConnection c(server.port());
-  c.send("get test_key\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("got test_key\n");
-  CHECK(c.read_answers() == "error\nwrong command\n\n");
-  c.send("put test_key 12.0 1503319740\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("put test_key 13.0 1503319739\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("get test_key\n");
-  CHECK(c.read_answers() == "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\n\n");
-  c.send("put another_key 10 1503319739\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("get *\n");
-  CHECK(c.read_answers() ==
-        "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n");
+  for (const Step& step : session) {
+    CAPTURE(step.request);
+    CHECK(ask(c, step.request) == step.answer);
+  }
 }
 
 TEST_CASE("each session runs in a thread named session, which ends with its connection",

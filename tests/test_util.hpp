@@ -209,6 +209,17 @@ class SlowHandshakeListener {
   std::thread thread_;
 };
 
+// Runs connect_and_ask(port) against a SlowHandshakeListener that answers
+// its first request line with "ok\n\n" once a SYN was dropped, and returns
+// what the listener saw.
+template <typename ConnectAndAsk>
+SlowHandshakeListener::Outcome after_a_slow_handshake(ConnectAndAsk connect_and_ask) {
+  SlowHandshakeListener listener;
+  listener.serve_after_a_dropped_syn("ok\n\n");
+  connect_and_ask(listener.port());
+  return listener.finish();
+}
+
 // Waits (polling, bounded by `deadline`) until `condition` holds; returns
 // whether it did.
 template <typename Condition>
