@@ -215,6 +215,22 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+// Flips the lowest bit of the byte at `offset` of the file at `path`.
+void flip_bit(const std::string& path, std::size_t offset) {
+  std::string bytes = read_file(path);
+  bytes.at(offset) = static_cast<char>(bytes.at(offset) ^ 0x01);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Puts keys[i] = i + 1 at timestamp i + 1, in order, over one connection to
+// the server at `port`.
+void put_one_each(uint16_t port, const std::vector<std::string>& keys) {
+  metrics::Client client("127.0.0.1", port, 10.0);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    client.put(keys[i], static_cast<double>(i + 1), static_cast<int64_t>(i + 1));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("every put acknowledged before a SIGKILL is restored after the restart",
@@ -597,18 +613,11 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
   const std::vector<std::string> args = {"--data-file", path, "--max-line-bytes", "200000"};
   uint16_t port = 0;
   auto server = start_server(args, &port);
-  {
-    metrics::Client client("127.0.0.1", port, 10.0);
-    client.put("a", 1, 1);
-    client.put(long_key, 2, 2);
-    client.put("c", 3, 3);
-  }
+  put_one_each(port, {"a", long_key, "c"});
   REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
-  std::string bytes = read_file(path);
-  REQUIRE(bytes.size() == 8 + 25 + (24 + long_key.size()) + 25);
-  bytes[8 + 20] = static_cast<char>(bytes[8 + 20] ^ 0x01);  // record "a"'s value
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE(read_file(path).size() == 8 + 25 + (24 + long_key.size()) + 25);
+  flip_bit(path, 8 + 20);  // record "a"'s value
 
   std::vector<std::string> repair_args = args;
   repair_args.push_back("--repair");
@@ -624,19 +633,12 @@ TEST_CASE("a data file corrupt in the middle stops the server unless --repair", 
   const std::string path = dir.file("data.log");
   uint16_t port = 0;
   auto server = start_server({"--data-file", path}, &port);
-  {
-    metrics::Client client("127.0.0.1", port, 10.0);
-    client.put("a", 1, 1);
-    client.put("b", 2, 2);
-    client.put("c", 3, 3);
-  }
+  put_one_each(port, {"a", "b", "c"});
   REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
-  std::string bytes = read_file(path);
   const std::size_t middle = 8 + 25;  // the header, then record "a"
-  REQUIRE(bytes.size() == 8 + 3 * 25);
-  bytes[middle + 20] = static_cast<char>(bytes[middle + 20] ^ 0x01);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE(read_file(path).size() == 8 + 3 * 25);
+  flip_bit(path, middle + 20);
 
   ProcessResult refused = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(refused.exit_code == 1);

@@ -600,6 +600,17 @@ TEST_CASE("run_until_stop_signal ended by stop() sends no signal to an embedding
 // ---------------------------------------------------------------------------
 // The metrics-server program
 
+namespace {
+
+// Stops `server` with SIGTERM and checks that it exited with status 0.
+void check_sigterm_exits_0(ServerProcess& server) {
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
+}
+
+}  // namespace
+
 TEST_CASE("metrics-server prints its real address and serves on it", "[server][binary]") {
   ServerProcess server({"127.0.0.1", "0"});
   REQUIRE(server.port != 0);
@@ -609,9 +620,7 @@ TEST_CASE("metrics-server prints its real address and serves on it", "[server][b
     CHECK(ask(c, "put palm.cpu 10.5 1501864247\n") == "ok\n\n");
     CHECK(ask(c, "get *\n") == "ok\npalm.cpu 10.5 1501864247\n\n");
   }
-  ProcessResult result = server.process.stop(SIGTERM);
-  CHECK(result.signal == 0);
-  CHECK(result.exit_code == 0);
+  check_sigterm_exits_0(server);
 }
 
 TEST_CASE("metrics-server takes options alongside the positional host and port",
@@ -790,7 +799,5 @@ TEST_CASE("metrics-server keeps serving through SIGHUP and the user signals and 
   RawConnection after(server.port);
   CHECK(ask(after, "put hup 2 2\n") == "ok\n\n");
   CHECK(ask(before, "get hup\n") == "ok\nhup 1.0 1\nhup 2.0 2\n\n");
-  ProcessResult result = server.process.stop(SIGTERM);
-  CHECK(result.signal == 0);
-  CHECK(result.exit_code == 0);
+  check_sigterm_exits_0(server);
 }
