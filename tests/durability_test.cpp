@@ -32,14 +32,12 @@ using namespace metrics::test;
 
 namespace {
 
-// Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
-// its "listening on" line and stores the port.
-std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
+// Starts metrics-server on 127.0.0.1, a free port, with `args`, and waits
+// for its "listening on" line.
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"127.0.0.1", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto server = std::make_unique<ServerProcess>(argv);
-  *port = server->port;
-  return server;
+  return std::make_unique<ServerProcess>(argv);
 }
 
 struct Put {
@@ -189,19 +187,18 @@ class PumpRound {
 template <typename TimestampOf, typename ValueOf, typename Kill, typename Check>
 void run_crash_rounds(const std::vector<std::string>& args, int rounds, int clients,
                       TimestampOf timestamp_of, ValueOf value_of, Kill kill, Check check) {
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
+  auto server = start_server(args);
   for (int round = 0; round < rounds; ++round) {
     CAPTURE(round);
-    PumpRound load(clients, round, port, timestamp_of, value_of);
+    PumpRound load(clients, round, server->port, timestamp_of, value_of);
     kill(server->process, load);
     load.stop_and_join();
 
-    server = start_server(args, &port);
+    server = start_server(args);
     for (const Pump& pump : load.pumps()) {
       CAPTURE(pump.key, pump.acked.size(), pump.sent);
       CHECK(pump.other_answers == 0);
-      check(port, pump);
+      check(server->port, pump);
     }
   }
   ProcessResult stopped = server->process.stop(SIGTERM);
@@ -324,12 +321,11 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   TempDir dir;
   const std::string path = dir.file("data.log");
   const std::vector<std::string> args = {"--data-file", path, "--fsync", "always"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
+  auto server = start_server(args);
   std::atomic<std::size_t> acks{0};
   Pump pump;
   pump.key = "disk";
-  REQUIRE(pump.connect(port));
+  REQUIRE(pump.connect(server->port));
   auto timestamp_of = [](std::size_t i) { return static_cast<int64_t>(i); };
   auto value_of = [](std::size_t i) { return 0.5 * static_cast<double>(i); };
   REQUIRE(pump.put_batch(acks, timestamp_of, value_of, 8));
@@ -350,11 +346,11 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   REQUIRE_FALSE(pump.acked.empty());
 
   // While the log cannot be written, puts are refused and gets still work.
-  RawConnection c(port);
+  RawConnection c(server->port);
   c.send("put refused 1 1\n");
   CHECK(c.read_answers() == "error\nstorage failure\n\n");
   std::string first;
-  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  CHECK(count_lost(stored(server->port, "disk"), pump.acked, &first) == 0);
   c.send("get refused\n");
   CHECK(c.read_answers() == "ok\n\n");
 
@@ -375,11 +371,11 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
 
-  server = start_server(args, &port);
-  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  server = start_server(args);
+  CHECK(count_lost(stored(server->port, "disk"), pump.acked, &first) == 0);
   INFO("first lost: " << first);
-  CHECK(stored(port, "after") == std::map<int64_t, double>{{2, 2.0}});
-  CHECK(stored(port, "refused").empty());
+  CHECK(stored(server->port, "after") == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(server->port, "refused").empty());
   CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
@@ -506,15 +502,14 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   }
   const std::vector<std::string> args = {"--data-file", mount_dir + "/data.log", "--fsync",
                                          "always"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
+  auto server = start_server(args);
   constexpr std::size_t kBatch = 200;
   std::vector<std::size_t> acked;
   std::vector<std::size_t> refused;
   std::size_t other = 0;
   std::size_t next = 0;
   {
-    RawConnection c(port);
+    RawConnection c(server->port);
     // 2 MB holds some 50,000 of these records; two more batches after the
     // first refusal show the log stays refusing.
     int batches_after_refusal = 0;
@@ -541,13 +536,13 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   REQUIRE(!acked.empty());
   CHECK(other == 0);
   INFO(acked.size() << " puts acknowledged, " << refused.size() << " refused");
-  check_only_acked_stored(port, acked, refused);
+  check_only_acked_stored(server->port, acked, refused);
 
   ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
   CHECK_THAT(killed.err, Catch::Contains("write failed: No space left on device"));
-  server = start_server(args, &port);
-  check_only_acked_stored(port, acked, refused);
+  server = start_server(args);
+  check_only_acked_stored(server->port, acked, refused);
   CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
@@ -557,9 +552,8 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   // packet must still see every put before it, and nothing after it.
   TempDir dir;
   const std::vector<std::string> args = {"--data-file", dir.file("data.log")};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  RawConnection c(port);
+  auto server = start_server(args);
+  RawConnection c(server->port);
   c.send("put a 1 1\nput a 2 2\nget a\nput b 3 3\nbad\nget *\nput a 9 1\n\nget a\n");
   CHECK(c.read_answers(8) ==
         "ok\n\nok\n\nok\na 1.0 1\na 2.0 2\n\nok\n\nerror\nwrong command\n\n"
@@ -579,10 +573,10 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   ProcessResult stopped = server->process.stop(SIGTERM);
   CHECK(stopped.exit_code == 0);
 
-  server = start_server(args, &port);
-  CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 9.0}, {2, 2.0}});
+  server = start_server(args);
+  CHECK(stored(server->port, "a") == std::map<int64_t, double>{{1, 9.0}, {2, 2.0}});
   std::size_t restored = 0;
-  for (int k = 0; k < 7; ++k) restored += stored(port, "many." + std::to_string(k)).size();
+  for (int k = 0; k < 7; ++k) restored += stored(server->port, "many." + std::to_string(k)).size();
   CHECK(restored == kPuts);
   CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
@@ -590,16 +584,15 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
 TEST_CASE("a second server on the same data file refuses to start", "[durability]") {
   TempDir dir;
   const std::string path = dir.file("data.log");
-  uint16_t port = 0;
-  auto first = start_server({"--data-file", path}, &port);
+  auto first = start_server({"--data-file", path});
   ProcessResult second = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(second.exit_code == 1);
   CHECK_THAT(second.err, Catch::Contains("data file " + path +
                                          " is locked: another metrics-server is using it"));
   // The first one is unharmed.
-  metrics::Client client("127.0.0.1", port, 10.0);
+  metrics::Client client("127.0.0.1", first->port, 10.0);
   client.put("k", 1.5, 1);
-  CHECK(stored(port, "k") == std::map<int64_t, double>{{1, 1.5}});
+  CHECK(stored(first->port, "k") == std::map<int64_t, double>{{1, 1.5}});
   CHECK(first->process.stop(SIGTERM).exit_code == 0);
 }
 
@@ -611,9 +604,8 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
   const std::string path = dir.file("data.log");
   const std::string long_key(100000, 'k');
   const std::vector<std::string> args = {"--data-file", path, "--max-line-bytes", "200000"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  put_one_each(port, {"a", long_key, "c"});
+  auto server = start_server(args);
+  put_one_each(server->port, {"a", long_key, "c"});
   REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
   REQUIRE(read_file(path).size() == 8 + 25 + (24 + long_key.size()) + 25);
@@ -621,19 +613,18 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
 
   std::vector<std::string> repair_args = args;
   repair_args.push_back("--repair");
-  server = start_server(repair_args, &port);
-  CHECK(stored(port, "a").empty());
-  CHECK(stored(port, long_key) == std::map<int64_t, double>{{2, 2.0}});
-  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  server = start_server(repair_args);
+  CHECK(stored(server->port, "a").empty());
+  CHECK(stored(server->port, long_key) == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(server->port, "c") == std::map<int64_t, double>{{3, 3.0}});
   CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a data file corrupt in the middle stops the server unless --repair", "[durability]") {
   TempDir dir;
   const std::string path = dir.file("data.log");
-  uint16_t port = 0;
-  auto server = start_server({"--data-file", path}, &port);
-  put_one_each(port, {"a", "b", "c"});
+  auto server = start_server({"--data-file", path});
+  put_one_each(server->port, {"a", "b", "c"});
   REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
   const std::size_t middle = 8 + 25;  // the header, then record "a"
@@ -645,10 +636,10 @@ TEST_CASE("a data file corrupt in the middle stops the server unless --repair", 
   CHECK_THAT(refused.err, Catch::Contains("corrupt at byte offset " + std::to_string(middle)));
   CHECK_THAT(refused.err, Catch::Contains("--repair"));
 
-  server = start_server({"--data-file", path, "--repair"}, &port);
-  CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 1.0}});
-  CHECK(stored(port, "b").empty());
-  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  server = start_server({"--data-file", path, "--repair"});
+  CHECK(stored(server->port, "a") == std::map<int64_t, double>{{1, 1.0}});
+  CHECK(stored(server->port, "b").empty());
+  CHECK(stored(server->port, "c") == std::map<int64_t, double>{{3, 3.0}});
   ProcessResult repaired = server->process.stop(SIGTERM);
   CHECK(repaired.exit_code == 0);
   CHECK_THAT(repaired.err, Catch::Contains("repair: dropped 25 damaged bytes"));
