@@ -47,6 +47,17 @@ std::vector<std::string> keys_of(const Storage& storage) {
   return keys;
 }
 
+struct KeyedSample {
+  std::string key;
+  int64_t timestamp;
+  double value;
+};
+
+// Puts each of `puts` into `storage`, in order.
+void put_all(Storage& storage, const std::vector<KeyedSample>& puts) {
+  for (const KeyedSample& p : puts) storage.put(p.key, p.timestamp, p.value);
+}
+
 bool sorted_by_unique_timestamp(const std::vector<Sample>& samples) {
   return std::adjacent_find(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) {
            return a.timestamp >= b.timestamp;
@@ -127,10 +138,7 @@ TEST_CASE("the extreme timestamps sort at the ends", "[storage]") {
   Storage storage;
   const int64_t max = std::numeric_limits<int64_t>::max();
   const int64_t min = std::numeric_limits<int64_t>::min();
-  storage.put("k", 0, 1.0);
-  storage.put("k", max, 2.0);
-  storage.put("k", min, 3.0);
-  storage.put("k", -1, 4.0);
+  put_all(storage, {{"k", 0, 1.0}, {"k", max, 2.0}, {"k", min, 3.0}, {"k", -1, 4.0}});
   CHECK(series_of(storage, "k") ==
         std::vector<Sample>{{min, 3.0}, {-1, 4.0}, {0, 1.0}, {max, 2.0}});
 }
@@ -145,11 +153,11 @@ TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
   for (const Row& row : {Row{"first", 1}, Row{"middle", 2}, Row{"last", 3}}) {
     INFO("replacing the " << row.where << " sample");
     Storage storage;
-    storage.put("k", 1, 10.0);
-    storage.put("k", 2, 20.0);
-    storage.put("k", 3, 30.0);
-    storage.put("k", row.timestamp, -1.0);
-    storage.put("k", row.timestamp, 99.5);
+    put_all(storage, {{"k", 1, 10.0},
+                      {"k", 2, 20.0},
+                      {"k", 3, 30.0},
+                      {"k", row.timestamp, -1.0},
+                      {"k", row.timestamp, 99.5}});
     std::vector<Sample> expected = {{1, 10.0}, {2, 20.0}, {3, 30.0}};
     expected[static_cast<std::size_t>(row.timestamp - 1)].value = 99.5;
     CHECK(series_of(storage, "k") == expected);
@@ -161,17 +169,14 @@ TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
 TEST_CASE("the course's k2 puts keep the last value at a repeated timestamp", "[storage]") {
   // The course's checking scenario: k2 = 30@4, 40@5, 41@5.
   Storage storage;
-  storage.put("k2", 4, 30.0);
-  storage.put("k2", 5, 40.0);
-  storage.put("k2", 5, 41.0);
+  put_all(storage, {{"k2", 4, 30.0}, {"k2", 5, 40.0}, {"k2", 5, 41.0}});
   CHECK(series_of(storage, "k2") == std::vector<Sample>{{4, 30.0}, {5, 41.0}});
   CHECK(storage.sample_count() == 2);
 }
 
 TEST_CASE("the same timestamp under different keys is two samples", "[storage]") {
   Storage storage;
-  storage.put("a", 7, 1.0);
-  storage.put("b", 7, 2.0);
+  put_all(storage, {{"a", 7, 1.0}, {"b", 7, 2.0}});
   CHECK(series_of(storage, "a") == std::vector<Sample>{{7, 1.0}});
   CHECK(series_of(storage, "b") == std::vector<Sample>{{7, 2.0}});
   CHECK(storage.sample_count() == 2);
@@ -180,15 +185,15 @@ TEST_CASE("the same timestamp under different keys is two samples", "[storage]")
 TEST_CASE("keys keep the order of their first put", "[storage]") {
   // docs/protocol.md "Responses": keys in the order in which each was first put.
   Storage storage;
-  storage.put("test_key", 1503319740, 12.0);
-  storage.put("test_key", 1503319739, 13.0);
-  storage.put("another_key", 1503319739, 10.0);
-  storage.put("b", 1, 1.0);
-  // Later puts to old keys do not move them.
-  storage.put("another_key", 1, 1.0);
-  storage.put("test_key", 2, 2.0);
-  storage.put("a", 1, 1.0);
-  storage.put("b", 1, 5.0);
+  put_all(storage, {{"test_key", 1503319740, 12.0},
+                    {"test_key", 1503319739, 13.0},
+                    {"another_key", 1503319739, 10.0},
+                    {"b", 1, 1.0},
+                    // Later puts to old keys do not move them.
+                    {"another_key", 1, 1.0},
+                    {"test_key", 2, 2.0},
+                    {"a", 1, 1.0},
+                    {"b", 1, 5.0}});
   CHECK(keys_of(storage) == std::vector<std::string>{"test_key", "another_key", "b", "a"});
   CHECK(storage.key_count() == 4);
   CHECK(storage.sample_count() == 7);
