@@ -78,6 +78,18 @@ const char* kind_name(AnswerKind kind) {
   return i < std::size(kNames) ? kNames[i] : "?";
 }
 
+// Checks that the request `before` + text + `after` is invalid for each text
+// of `rows` that stays one token (not empty, no separator or '\r').
+void check_puts_invalid(const std::vector<std::string>& rows, const std::string& before,
+                        const std::string& after) {
+  for (const std::string& text : rows) {
+    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
+    const std::string line = before + text + after;
+    INFO("line " << printable(line));
+    CHECK(kind_name(metrics::parse_request(line).kind) == std::string("kInvalid"));
+  }
+}
+
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 
@@ -412,13 +424,8 @@ TEST_CASE("values that are not finite decimal numbers are rejected", "[protocol]
     double value = 12345.0;
     CHECK_FALSE(metrics::parse_value(text, &value));
   }
-  // Through the request parser too, for the rows that stay one token.
-  for (const std::string& text : rows) {
-    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
-    INFO("value " << printable(text));
-    CHECK(kind_name(metrics::parse_request("put k " + text + " 1").kind) ==
-          std::string("kInvalid"));
-  }
+  // Through the request parser too.
+  check_puts_invalid(rows, "put k ", " 1");
 }
 
 TEST_CASE("timestamps that fit a signed 64-bit integer are accepted",
@@ -490,11 +497,7 @@ TEST_CASE("timestamps that are not 64-bit integers are rejected", "[protocol][pa
     int64_t timestamp = 12345;
     CHECK_FALSE(metrics::parse_timestamp(text, &timestamp));
   }
-  for (const std::string& text : rows) {
-    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
-    INFO("timestamp " << printable(text));
-    CHECK(kind_name(metrics::parse_request("put k 1 " + text).kind) == std::string("kInvalid"));
-  }
+  check_puts_invalid(rows, "put k 1 ", "");
 }
 
 TEST_CASE("timestamps print canonically", "[protocol][format][timestamp]") {
