@@ -532,8 +532,7 @@ std::string cli_binary() {
 std::string bench_binary() {
   std::string path = server_binary();
   std::size_t slash = path.rfind('/');
-  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
-         "metrics-bench";
+  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "metrics-bench";
 }
 
 uint16_t port_from_listening_line(std::string_view line) {

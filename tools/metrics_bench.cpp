@@ -691,8 +691,8 @@ Report run(const Options& options) {
 
 // Adds an option whose default --help shows and whose values `check` accepts.
 template <typename T>
-void add_checked_option(CLI::App& app, const std::string& name, T& value,
-                        const std::string& help, const CLI::Validator& check) {
+void add_checked_option(CLI::App& app, const std::string& name, T& value, const std::string& help,
+                        const CLI::Validator& check) {
   app.add_option(name, value, help)->capture_default_str()->check(check);
 }
 
