@@ -11,7 +11,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <system_error>
 
@@ -64,12 +63,6 @@ bool is_resource_accept_error(int err) {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-void set_timeout(int fd, int option, double seconds) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - std::floor(seconds)) * 1e6);
-  ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
-}
 
 }  // namespace
 
@@ -269,8 +262,7 @@ void Server::start_session(Fd fd, std::string peer) {
   if (options_.idle_timeout_seconds > 0) {
     // A receive that waits this long returns EAGAIN and ends the session; a
     // client that stops reading its answers is dropped after as long.
-    set_timeout(fd.get(), SO_RCVTIMEO, options_.idle_timeout_seconds);
-    set_timeout(fd.get(), SO_SNDTIMEO, options_.idle_timeout_seconds);
+    set_socket_timeouts(fd.get(), options_.idle_timeout_seconds);
   }
 
   session->fd = std::move(fd);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -208,6 +209,20 @@ Fd connect_tcp(const std::string& host, uint16_t port, Timeout timeout) {
     throw SystemError(what + ": timed out", ETIMEDOUT);
   }
   throw SystemError(errno_message(what, last_errno), last_errno);
+}
+
+void set_socket_timeouts(int fd, double seconds) {
+  // 2^31 - 1 seconds fits every time_t and is far past any useful limit.
+  constexpr double kMaxSeconds = std::numeric_limits<int32_t>::max();
+  timeval tv{};
+  if (seconds > 0) {
+    const double clamped = std::min(seconds, kMaxSeconds);
+    tv.tv_sec = static_cast<time_t>(clamped);
+    tv.tv_usec = static_cast<suseconds_t>((clamped - static_cast<double>(tv.tv_sec)) * 1e6);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
+  }
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 bool send_all(int fd, std::string_view data, Timeout timeout) {

@@ -8,28 +8,21 @@
 #include "test_util.hpp"
 
 using Catch::Matchers::Contains;
-using metrics::test::FakeServer;
-using metrics::test::ProcessResult;
-using metrics::test::RefusedPort;
-using metrics::test::reply;
-using metrics::test::TestServer;
+using namespace metrics::test;
 
 namespace {
 
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
-// metrics-bench is built next to metrics-server (METRICS_SERVER_BIN).
-std::string bench_binary() {
-  std::string path = metrics::test::server_binary();
-  std::size_t slash = path.rfind('/');
-  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
-         "metrics-bench";
-}
-
+// Runs `metrics-bench --port PORT args...`.
 ProcessResult bench(uint16_t port, std::vector<std::string> args) {
   args.insert(args.begin(), {bench_binary(), "--port", std::to_string(port)});
-  return metrics::test::run_process(args);
+  return run_process(args);
+}
+
+// A run in which all `requests` were answered right.
+void check_all_right(const ProcessResult& r, int requests) {
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains(std::to_string(requests) + " answered right, 0 failed"));
 }
 
 }  // namespace
@@ -37,9 +30,7 @@ ProcessResult bench(uint16_t port, std::vector<std::string> args) {
 TEST_CASE("metrics-bench stores one new sample per put it counts", "[bench]") {
   TestServer server;
   ProcessResult r = bench(server.port(), {"-c", "3", "-n", "200", "-P", "8", "--keys", "5"});
-  INFO(r.err);
-  CHECK(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains("200 answered right, 0 failed"));
+  check_all_right(r, 200);
   CHECK(server.storage().sample_count() == 200);
   CHECK(server.storage().key_count() == 5);
 }
@@ -48,9 +39,7 @@ TEST_CASE("metrics-bench gets preloaded samples and checks each answer", "[bench
   TestServer server;
   ProcessResult r = bench(server.port(), {"--mode", "get", "--keys", "3", "--samples-per-key",
                                           "10", "-c", "2", "-n", "30", "-P", "4"});
-  INFO(r.err);
-  CHECK(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains("30 answered right, 0 failed"));
+  check_all_right(r, 30);
   CHECK(server.storage().key_count() == 3);
   CHECK(server.storage().sample_count() == 30);
 }
@@ -60,9 +49,7 @@ TEST_CASE("metrics-bench checks 'get *' while background puts leave the data unc
   TestServer server;
   ProcessResult r = bench(server.port(), {"--mode", "get-all", "--keys", "4", "--samples-per-key",
                                           "5", "-c", "1", "-n", "20", "--background", "2"});
-  INFO(r.err);
-  CHECK(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains("20 answered right, 0 failed"));
+  check_all_right(r, 20);
   CHECK(server.storage().sample_count() == 20);
 }
 
@@ -107,9 +94,7 @@ TEST_CASE("metrics-bench gets with HGETALL and checks the whole Redis answer", "
   FakeServer fake({reply(":1\r\n"), reply(":1\r\n"), reply(hgetall), reply(hgetall)});
   ProcessResult r = bench(fake.port(), {"--protocol", "redis", "--mode", "get", "--keys", "1",
                                         "--samples-per-key", "2", "-c", "1", "-n", "2"});
-  INFO(r.err);
-  CHECK(r.exit_code == 0);
-  CHECK_THAT(r.out, Contains("2 answered right, 0 failed"));
+  check_all_right(r, 2);
   CHECK_THAT(fake.received(), Contains("HSET bench:get:0 1500000001 -999.75\r\n"));
   CHECK_THAT(fake.received(), Contains("HGETALL bench:get:0\r\n"));
 
@@ -131,7 +116,7 @@ TEST_CASE("metrics-bench reports a server it cannot reach and exits 1", "[bench]
 
 // The keys it writes stay on the server it was pointed at; the help warns.
 TEST_CASE("metrics-bench --help says it leaves its bench keys on the server", "[bench]") {
-  ProcessResult r = metrics::test::run_process({bench_binary(), "--help"});
+  ProcessResult r = run_process({bench_binary(), "--help"});
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("bench:N") && Contains("leaves them"));
 }

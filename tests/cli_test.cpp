@@ -10,17 +10,9 @@
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
-using metrics::test::FakeServer;
-using metrics::test::ProcessResult;
-using metrics::test::RefusedPort;
-using metrics::test::reply;
-using metrics::test::SlowHandshakeListener;
-using metrics::test::TestServer;
+using namespace metrics::test;
 
 namespace {
-
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 // Blanks that hide METRICS_HOST/METRICS_PORT of the environment the tests
 // run in (the CLI treats an empty variable as unset).
@@ -29,8 +21,8 @@ const std::vector<std::string> kNoEnvironment = {"METRICS_HOST=", "METRICS_PORT=
 // Runs metrics-cli with `args` and the environment `env`.
 ProcessResult cli(std::vector<std::string> args,
                   const std::vector<std::string>& env = kNoEnvironment) {
-  args.insert(args.begin(), metrics::test::cli_binary());
-  return metrics::test::run_process(args, env);
+  args.insert(args.begin(), cli_binary());
+  return run_process(args, env);
 }
 
 // Runs `metrics-cli --port PORT args...`.
@@ -46,6 +38,12 @@ void check_success(const ProcessResult& r) {
   CHECK(r.err == "");
 }
 
+// Checks that `r` succeeded and returns its stdout.
+std::string output_of_success(const ProcessResult& r) {
+  check_success(r);
+  return r.out;
+}
+
 // A failure prints nothing on stdout and exactly one line, prefixed
 // "metrics-cli: ", on stderr.
 void check_failure(const ProcessResult& r, int exit_code) {
@@ -57,16 +55,19 @@ void check_failure(const ProcessResult& r, int exit_code) {
   CHECK(r.err.find('\n') == r.err.size() - 1);
 }
 
+// Checks that `r` failed with `exit_code` and returns its stderr.
+std::string error_of_failure(const ProcessResult& r, int exit_code) {
+  check_failure(r, exit_code);
+  return r.err;
+}
+
 }  // namespace
 
 TEST_CASE("metrics-cli put then get round-trips a sample", "[cli]") {
   TestServer server;
-  ProcessResult put = cli_at(server.port(), {"put", "palm.cpu", "10.5", "1501864247"});
-  check_success(put);
-  CHECK(put.out == "");
-  ProcessResult get = cli_at(server.port(), {"get", "palm.cpu"});
-  check_success(get);
-  CHECK(get.out == "palm.cpu 10.5 1501864247\n");
+  CHECK(output_of_success(cli_at(server.port(), {"put", "palm.cpu", "10.5", "1501864247"})) == "");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "palm.cpu"})) ==
+        "palm.cpu 10.5 1501864247\n");
 }
 
 TEST_CASE("metrics-cli put without a timestamp stores the current time", "[cli]") {
@@ -81,9 +82,8 @@ TEST_CASE("metrics-cli put without a timestamp stores the current time", "[cli]"
   CHECK(samples[0].timestamp >= before);
   CHECK(samples[0].timestamp <= after);
 
-  ProcessResult get = cli_at(server.port(), {"get", "palm.cpu"});
-  check_success(get);
-  CHECK(get.out == "palm.cpu 10.0 " + std::to_string(samples[0].timestamp) + "\n");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "palm.cpu"})) ==
+        "palm.cpu 10.0 " + std::to_string(samples[0].timestamp) + "\n");
 }
 
 // docs/protocol.md, "The command-line tool": lines exactly as the server sent
@@ -95,22 +95,17 @@ TEST_CASE("metrics-cli get prints KEY VALUE TIMESTAMP lines in the server's orde
   server.storage().put("zeta", 10, 1e16);
   server.storage().put("alpha", 1, -0.0);
 
-  ProcessResult all = cli_at(server.port(), {"get", "*"});
-  check_success(all);
-  CHECK(all.out == "zeta 1e+16 10\nzeta 2.0 20\nalpha -0.0 1\nalpha 0.0001 5\n");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "*"})) ==
+        "zeta 1e+16 10\nzeta 2.0 20\nalpha -0.0 1\nalpha 0.0001 5\n");
 
-  ProcessResult none = cli_at(server.port(), {"get", "missing"});
-  check_success(none);
-  CHECK(none.out == "");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "missing"})) == "");
 }
 
 TEST_CASE("metrics-cli takes negative numbers without --", "[cli]") {
   TestServer server;
   check_success(cli_at(server.port(), {"put", "k", "-5", "-10"}));
   check_success(cli_at(server.port(), {"put", "k", "-1.5e-3", "-9"}));
-  ProcessResult get = cli_at(server.port(), {"get", "k"});
-  check_success(get);
-  CHECK(get.out == "k -5.0 -10\nk -0.0015 -9\n");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "k"})) == "k -5.0 -10\nk -0.0015 -9\n");
 }
 
 TEST_CASE("metrics-cli takes options before or after the subcommand", "[cli]") {
@@ -121,9 +116,8 @@ TEST_CASE("metrics-cli takes options before or after the subcommand", "[cli]") {
   check_success(cli({"put", "b", "2", "2", "--port", port}));
   check_success(
       cli({"--host", "127.0.0.1", "put", "c", "3", "3", "--timeout", "2.5", "--port", port}));
-  ProcessResult get = cli({"get", "*", "--port", port, "--host", "127.0.0.1"});
-  check_success(get);
-  CHECK(get.out == "a 1.0 1\nb 2.0 2\nc 3.0 3\n");
+  CHECK(output_of_success(cli({"get", "*", "--port", port, "--host", "127.0.0.1"})) ==
+        "a 1.0 1\nb 2.0 2\nc 3.0 3\n");
 }
 
 // docs/protocol.md, "The command-line tool": the design's own lines work
@@ -133,9 +127,7 @@ TEST_CASE("metrics-cli defaults to METRICS_HOST and METRICS_PORT", "[cli]") {
   const std::vector<std::string> env = {"METRICS_HOST=127.0.0.1",
                                         "METRICS_PORT=" + std::to_string(server.port())};
   check_success(cli({"put", "palm.cpu", "10.5", "1501864247"}, env));
-  ProcessResult get = cli({"get", "*"}, env);
-  check_success(get);
-  CHECK(get.out == "palm.cpu 10.5 1501864247\n");
+  CHECK(output_of_success(cli({"get", "*"}, env)) == "palm.cpu 10.5 1501864247\n");
 }
 
 TEST_CASE("metrics-cli --port and --host override the environment", "[cli]") {
@@ -144,16 +136,13 @@ TEST_CASE("metrics-cli --port and --host override the environment", "[cli]") {
   const std::vector<std::string> env = {"METRICS_HOST=127.0.0.1",
                                         "METRICS_PORT=" + std::to_string(refused.port())};
   // The environment alone points at a port where nothing listens...
-  ProcessResult refused_run = cli({"get", "*"}, env);
-  check_failure(refused_run, kExitFailure);
-  CHECK_THAT(refused_run.err, Contains("connect 127.0.0.1:" + std::to_string(refused.port())));
+  CHECK_THAT(error_of_failure(cli({"get", "*"}, env), kExitFailure),
+             Contains("connect 127.0.0.1:" + std::to_string(refused.port())));
   // ...and the options win over it.
   check_success(cli({"put", "k", "1", "1", "--port", std::to_string(server.port())}, env));
   const std::vector<std::string> bad_host = {"METRICS_HOST=127.0.0.2",
                                              "METRICS_PORT=" + std::to_string(server.port())};
-  ProcessResult get = cli({"--host", "127.0.0.1", "get", "k"}, bad_host);
-  check_success(get);
-  CHECK(get.out == "k 1.0 1\n");
+  CHECK(output_of_success(cli({"--host", "127.0.0.1", "get", "k"}, bad_host)) == "k 1.0 1\n");
 }
 
 // docs/protocol.md, "The command-line tool": a host name is tried on every
@@ -167,9 +156,9 @@ TEST_CASE("metrics-cli reaches a server by host name", "[cli]") {
 
 TEST_CASE("metrics-cli --timeout ends a wait for a server that never answers", "[cli]") {
   FakeServer silent;
-  ProcessResult r = cli_at(silent.port(), {"--timeout", "0.2", "get", "k"});
-  check_failure(r, kExitFailure);
-  CHECK_THAT(r.err, Contains("timed out"));
+  CHECK_THAT(
+      error_of_failure(cli_at(silent.port(), {"--timeout", "0.2", "get", "k"}), kExitFailure),
+      Contains("timed out"));
 }
 
 // A handshake across a real network takes a round trip that a loopback one
@@ -180,12 +169,9 @@ TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli
                                            std::vector<std::string>{"--timeout", "0"},
                                            std::vector<std::string>{"--timeout", "5"});
   CAPTURE(args);
-  SlowHandshakeListener listener;
-  listener.serve_after_a_dropped_syn("ok\n\n");
   args.insert(args.end(), {"put", "k", "1", "1"});
-  ProcessResult r = cli_at(listener.port(), args);
-  check_success(r);
-  SlowHandshakeListener::Outcome outcome = listener.finish();
+  SlowHandshakeListener::Outcome outcome =
+      after_a_slow_handshake([&](uint16_t port) { check_success(cli_at(port, args)); });
   CHECK(outcome.syn_dropped);
   CHECK(outcome.request == "put k 1.0 1\n");
 }
@@ -193,10 +179,10 @@ TEST_CASE("metrics-cli waits for a handshake that takes a SYN retransmit", "[cli
 TEST_CASE("metrics-cli --timeout bounds a connect that gets no handshake", "[cli]") {
   SlowHandshakeListener listener;  // its accept queue stays full
   auto start = std::chrono::steady_clock::now();
-  ProcessResult r = cli_at(listener.port(), {"--timeout", "0.3", "put", "k", "1"});
-  check_failure(r, kExitFailure);
-  CHECK(r.err == "metrics-cli: connect 127.0.0.1:" + std::to_string(listener.port()) +
-                     ": timed out after 0.3s\n");
+  CHECK(error_of_failure(cli_at(listener.port(), {"--timeout", "0.3", "put", "k", "1"}),
+                         kExitFailure) ==
+        "metrics-cli: connect 127.0.0.1:" + std::to_string(listener.port()) +
+            ": timed out after 0.3s\n");
   // Not before the timeout ran out (an upper bound would depend on the load).
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(250));
 }
@@ -205,9 +191,9 @@ TEST_CASE("metrics-cli --timeout bounds a connect that gets no handshake", "[cli
 // listens and never answers: with no --timeout it waits 10 s per step.
 TEST_CASE("metrics-cli without --timeout gives up on a server that never answers", "[cli]") {
   FakeServer silent;
-  ProcessResult r = metrics::test::run_process(
-      {metrics::test::cli_binary(), "--port", std::to_string(silent.port()), "put", "a", "1"},
-      kNoEnvironment, std::chrono::seconds(30));
+  ProcessResult r =
+      run_process({cli_binary(), "--port", std::to_string(silent.port()), "put", "a", "1"},
+                  kNoEnvironment, std::chrono::seconds(30));
   check_failure(r, kExitFailure);
   CHECK(r.err == "metrics-cli: receive from 127.0.0.1:" + std::to_string(silent.port()) +
                      ": timed out after 10s\n");
@@ -216,27 +202,22 @@ TEST_CASE("metrics-cli without --timeout gives up on a server that never answers
 TEST_CASE("metrics-cli --timeout 0 means no limit", "[cli]") {
   TestServer server;
   check_success(cli_at(server.port(), {"--timeout", "0", "put", "k", "1", "1"}));
-  ProcessResult get = cli_at(server.port(), {"get", "k", "--timeout", "0"});
-  check_success(get);
-  CHECK(get.out == "k 1.0 1\n");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "k", "--timeout", "0"})) == "k 1.0 1\n");
 }
 
 TEST_CASE("metrics-cli accepts a huge --timeout", "[cli]") {
   TestServer server;
   check_success(cli_at(server.port(), {"--timeout", "1e300", "put", "k", "1", "1"}));
-  ProcessResult get = cli_at(server.port(), {"get", "k", "--timeout", "4294968"});
-  check_success(get);
-  CHECK(get.out == "k 1.0 1\n");
+  CHECK(output_of_success(cli_at(server.port(), {"get", "k", "--timeout", "4294968"})) ==
+        "k 1.0 1\n");
 }
 
 TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli]") {
   FakeServer fake({reply("error\nstorage failure\n\n"), reply("error\nstorage failure\n\n")});
-  ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(get, kExitFailure);
-  CHECK(get.err == "metrics-cli: server error: storage failure\n");
-  ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
-  check_failure(put, kExitFailure);
-  CHECK(put.err == "metrics-cli: server error: storage failure\n");
+  CHECK(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure) ==
+        "metrics-cli: server error: storage failure\n");
+  CHECK(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"}),
+                         kExitFailure) == "metrics-cli: server error: storage failure\n");
 }
 
 // A reason is one line in the protocol, but a peer may send more; the CLI
@@ -245,24 +226,19 @@ TEST_CASE("metrics-cli reports a server error with its reason and exit 1", "[cli
 TEST_CASE("metrics-cli prints a multi-line server reason on one line, escaped", "[cli]") {
   FakeServer fake({reply("error\nline one\nline two\n\n"), reply("error\nline one\nline two\n\n"),
                    reply("error\nbell\a tab\t cr\r back\\slash esc\x1b[31m del\x7f\n\n")});
-  ProcessResult get = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(get, kExitFailure);
-  CHECK(get.err == "metrics-cli: server error: line one\\nline two\n");
-  ProcessResult put = cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"});
-  check_failure(put, kExitFailure);
-  CHECK(put.err == "metrics-cli: server error: line one\\nline two\n");
-  ProcessResult bytes = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(bytes, kExitFailure);
-  CHECK(bytes.err ==
+  CHECK(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure) ==
+        "metrics-cli: server error: line one\\nline two\n");
+  CHECK(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "put", "k", "1", "1"}),
+                         kExitFailure) == "metrics-cli: server error: line one\\nline two\n");
+  CHECK(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure) ==
         "metrics-cli: server error: bell\\x07 tab\\t cr\\r back\\\\slash esc\\x1b[31m "
         "del\\x7f\n");
 }
 
 TEST_CASE("metrics-cli prints a malformed answer's control bytes escaped", "[cli]") {
   FakeServer fake({reply("ok\r\n\n")});
-  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(r, kExitFailure);
-  CHECK_THAT(r.err, Contains("malformed answer") && Contains("unknown status 'ok\\r'"));
+  CHECK_THAT(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure),
+             Contains("malformed answer") && Contains("unknown status 'ok\\r'"));
 }
 
 TEST_CASE("metrics-cli reports a malformed answer with exit 1 and prints no partial output",
@@ -271,16 +247,14 @@ TEST_CASE("metrics-cli reports a malformed answer with exit 1 and prints no part
                                 "ok\nk 1.0 1\nk 2.0 2 extra\n\n", "hello\n\n");
   CAPTURE(answer);
   FakeServer fake({reply(answer)});
-  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(r, kExitFailure);
-  CHECK_THAT(r.err, Contains("malformed answer"));
+  CHECK_THAT(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure),
+             Contains("malformed answer"));
 }
 
 TEST_CASE("metrics-cli reports a connection closed mid-answer with exit 1", "[cli]") {
   FakeServer fake({reply("ok\nk 1.0 1\n", /*close=*/true)});
-  ProcessResult r = cli_at(fake.port(), {"--timeout", "5", "get", "k"});
-  check_failure(r, kExitFailure);
-  CHECK_THAT(r.err, Contains("connection closed"));
+  CHECK_THAT(error_of_failure(cli_at(fake.port(), {"--timeout", "5", "get", "k"}), kExitFailure),
+             Contains("connection closed"));
 }
 
 TEST_CASE("metrics-cli reports a refused connection with exit 1", "[cli]") {
@@ -288,10 +262,9 @@ TEST_CASE("metrics-cli reports a refused connection with exit 1", "[cli]") {
   std::vector<std::string> args =
       GENERATE(as<std::vector<std::string>>(), std::vector<std::string>{"get", "k"},
                std::vector<std::string>{"put", "k", "1"});
-  ProcessResult r = cli_at(refused.port(), args);
-  check_failure(r, kExitFailure);
-  CHECK(r.err == "metrics-cli: connect 127.0.0.1:" + std::to_string(refused.port()) +
-                     ": Connection refused\n");
+  CHECK(error_of_failure(cli_at(refused.port(), args), kExitFailure) ==
+        "metrics-cli: connect 127.0.0.1:" + std::to_string(refused.port()) +
+            ": Connection refused\n");
 }
 
 // docs/protocol.md, "The command-line tool": exit 2 on a usage error, and then
@@ -345,15 +318,12 @@ TEST_CASE("metrics-cli prints a usage error about an argument with a newline on 
                std::vector<std::string>{"--port", "1\n2", "get", "k"},
                std::vector<std::string>{"put", "k", "1", "2", "3\n4"});  // CLI11's message
   CAPTURE(args);
-  ProcessResult r = cli(args);
-  check_failure(r, kExitUsage);
-  CHECK_THAT(r.err, Contains("\\n"));
+  CHECK_THAT(error_of_failure(cli(args), kExitUsage), Contains("\\n"));
 }
 
 TEST_CASE("metrics-cli prints a bad METRICS_PORT with a newline on one line", "[cli]") {
-  ProcessResult r = cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=1\n2"});
-  check_failure(r, kExitUsage);
-  CHECK(r.err == "metrics-cli: METRICS_PORT '1\\n2' is not a port number (1-65535)\n");
+  CHECK(error_of_failure(cli({"get", "k"}, {"METRICS_HOST=", "METRICS_PORT=1\n2"}), kExitUsage) ==
+        "metrics-cli: METRICS_PORT '1\\n2' is not a port number (1-65535)\n");
 }
 
 TEST_CASE("metrics-cli exits 2 on a port that is not a port", "[cli]") {

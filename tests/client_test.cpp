@@ -21,12 +21,7 @@ using Catch::Matchers::StartsWith;
 using metrics::Client;
 using metrics::ClientError;
 using metrics::Sample;
-using metrics::test::FakeReply;
-using metrics::test::FakeServer;
-using metrics::test::reply;
-using metrics::test::reply_bytewise;
-using metrics::test::SlowHandshakeListener;
-using metrics::test::TestServer;
+using namespace metrics::test;
 
 namespace {
 
@@ -135,14 +130,11 @@ TEST_CASE("a server that never answers makes the client time out", "[client]") {
 // timeout the connect must wait for it, as long as the kernel does.
 TEST_CASE("a client without a timeout waits for a handshake that takes a SYN retransmit",
           "[client]") {
-  SlowHandshakeListener listener;
-  listener.serve_after_a_dropped_syn("ok\n\n");
-  {
+  SlowHandshakeListener::Outcome outcome = after_a_slow_handshake([](uint16_t port) {
     std::optional<Client> client;
-    REQUIRE_NOTHROW(client.emplace("127.0.0.1", listener.port()));
+    REQUIRE_NOTHROW(client.emplace("127.0.0.1", port));
     CHECK_NOTHROW(client->put("k", 1.5, 1));
-  }
-  SlowHandshakeListener::Outcome outcome = listener.finish();
+  });
   CHECK(outcome.syn_dropped);
   CHECK(outcome.request == "put k 1.5 1\n");
 }
@@ -159,7 +151,7 @@ TEST_CASE("a client's timeout bounds a connect that gets no handshake", "[client
 }
 
 TEST_CASE("a refused connection is a ClientError naming connect", "[client]") {
-  metrics::test::RefusedPort refused;
+  RefusedPort refused;
   CHECK_THROWS_MATCHES(
       Client("127.0.0.1", refused.port(), kTimeout), ClientError,
       Catch::Matchers::Message("connect 127.0.0.1:" + std::to_string(refused.port()) +

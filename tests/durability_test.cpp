@@ -28,23 +28,16 @@
 #include "metrics/socket.hpp"
 #include "test_util.hpp"
 
-using metrics::test::TempDir;
+using namespace metrics::test;
 
 namespace {
 
-using metrics::test::ChildProcess;
-using metrics::test::kDeadline;
-using metrics::test::ProcessResult;
-using metrics::test::wait_until;
-
-// Starts metrics-server on 127.0.0.1, a free port, with `args`; waits for
-// its "listening on" line and stores the port.
-std::unique_ptr<ChildProcess> start_server(const std::vector<std::string>& args, uint16_t* port) {
-  std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+// Starts metrics-server on 127.0.0.1, a free port, with `args`, and waits
+// for its "listening on" line.
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"127.0.0.1", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto child = std::make_unique<ChildProcess>(argv);
-  *port = metrics::test::port_from_listening_line(child->wait_for_stderr_line("listening on"));
-  return child;
+  return std::make_unique<ServerProcess>(argv);
 }
 
 struct Put {
@@ -148,22 +141,68 @@ std::size_t count_lost(const std::map<int64_t, double>& have, const std::vector<
   return lost;
 }
 
-// Starts one Pump per element of `pumps`, on keys "r<round>.c<c>", each in a
-// thread of its own that runs until `stop`; value_of(c, i) is client c's
-// i-th value.
-template <typename TimestampOf, typename ValueOf>
-std::vector<std::thread> start_pumps(std::vector<Pump>& pumps, int round, uint16_t port,
-                                     std::atomic<bool>& stop, std::atomic<std::size_t>& acks,
-                                     TimestampOf timestamp_of, ValueOf value_of) {
-  std::vector<std::thread> threads;
-  for (std::size_t c = 0; c < pumps.size(); ++c) {
-    pumps[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
-    threads.emplace_back([&pumps, &stop, &acks, port, c, timestamp_of, value_of] {
-      pumps[c].run(port, stop, acks, timestamp_of,
-                   [c, value_of](std::size_t i) { return value_of(c, i); });
-    });
+// The clients of one round of a crash test: one Pump each, on keys
+// "r<round>.c<c>", each in a thread of its own until stop_and_join() (or
+// destruction). value_of(c, i) is client c's i-th value.
+class PumpRound {
+ public:
+  template <typename TimestampOf, typename ValueOf>
+  PumpRound(int clients, int round, uint16_t port, TimestampOf timestamp_of, ValueOf value_of)
+      : pumps_(static_cast<std::size_t>(clients)) {
+    for (std::size_t c = 0; c < pumps_.size(); ++c) {
+      pumps_[c].key = "r" + std::to_string(round) + ".c" + std::to_string(c);
+      threads_.emplace_back([this, port, c, timestamp_of, value_of] {
+        pumps_[c].run(port, stop_, acks_, timestamp_of,
+                      [c, value_of](std::size_t i) { return value_of(c, i); });
+      });
+    }
   }
-  return threads;
+  ~PumpRound() { stop_and_join(); }
+  PumpRound(const PumpRound&) = delete;
+  PumpRound& operator=(const PumpRound&) = delete;
+
+  // Puts answered "ok" so far, over all clients.
+  std::size_t acks() const { return acks_.load(); }
+  void stop_and_join() {
+    stop_ = true;
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // Read them only after stop_and_join().
+  const std::vector<Pump>& pumps() const { return pumps_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<std::size_t> acks_{0};
+  std::vector<Pump> pumps_;
+  std::vector<std::thread> threads_;
+};
+
+// The rounds of a crash test against a metrics-server started with `args`:
+// in each, `clients` pumps load it while kill(server, load) waits for its
+// moment and kills it with SIGKILL; then the pumps stop, the server restarts
+// on the same file, and check(port, pump) checks what each pump's key holds.
+// A SIGTERM at the end must stop the server with exit status 0.
+template <typename TimestampOf, typename ValueOf, typename Kill, typename Check>
+void run_crash_rounds(const std::vector<std::string>& args, int rounds, int clients,
+                      TimestampOf timestamp_of, ValueOf value_of, Kill kill, Check check) {
+  auto server = start_server(args);
+  for (int round = 0; round < rounds; ++round) {
+    CAPTURE(round);
+    PumpRound load(clients, round, server->port, timestamp_of, value_of);
+    kill(server->process, load);
+    load.stop_and_join();
+
+    server = start_server(args);
+    for (const Pump& pump : load.pumps()) {
+      CAPTURE(pump.key, pump.acked.size(), pump.sent);
+      CHECK(pump.other_answers == 0);
+      check(server->port, pump);
+    }
+  }
+  ProcessResult stopped = server->process.stop(SIGTERM);
+  CHECK(stopped.exit_code == 0);
 }
 
 std::string read_file(const std::string& path) {
@@ -171,6 +210,22 @@ std::string read_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// Flips the lowest bit of the byte at `offset` of the file at `path`.
+void flip_bit(const std::string& path, std::size_t offset) {
+  std::string bytes = read_file(path);
+  bytes.at(offset) = static_cast<char>(bytes.at(offset) ^ 0x01);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Puts keys[i] = i + 1 at timestamp i + 1, in order, over one connection to
+// the server at `port`.
+void put_one_each(uint16_t port, const std::vector<std::string>& keys) {
+  metrics::Client client("127.0.0.1", port, 10.0);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    client.put(keys[i], static_cast<double>(i + 1), static_cast<int64_t>(i + 1));
+  }
 }
 
 }  // namespace
@@ -190,40 +245,26 @@ TEST_CASE("every put acknowledged before a SIGKILL is restored after the restart
   TempDir dir;
   const std::vector<std::string> args = {"--data-file", dir.file("data.log"), "--fsync", policy};
   std::mt19937 rng(Catch::rngSeed());
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  for (int round = 0; round < kRounds; ++round) {
-    CAPTURE(round);
-    std::atomic<bool> stop{false};
-    std::atomic<std::size_t> acks{0};
-    std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads = start_pumps(
-        pumps, round, port, stop, acks, [](std::size_t i) { return static_cast<int64_t>(i); },
-        [](std::size_t c, std::size_t i) {
-          return static_cast<double>(c) + 0.25 * static_cast<double>(i);
-        });
-    const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
-    // A generous deadline: with --fsync always on a disk that other work
-    // keeps busy, 2000 acknowledgements can take a while.
-    bool loaded = wait_until([&] { return acks.load() >= target; }, 3 * kDeadline);
-    ProcessResult killed = server->stop(SIGKILL);
-    stop = true;
-    for (std::thread& t : threads) t.join();
-    REQUIRE(loaded);
-    CHECK(killed.signal == SIGKILL);
-
-    server = start_server(args, &port);
-    for (const Pump& pump : pumps) {
-      CAPTURE(pump.key, pump.acked.size(), pump.sent);
-      CHECK(pump.other_answers == 0);
-      CHECK(pump.failures == 0);
-      std::string first;
-      CHECK(count_lost(stored(port, pump.key), pump.acked, &first) == 0);
-      INFO("first lost: " << first);
-    }
-  }
-  ProcessResult stopped = server->stop(SIGTERM);
-  CHECK(stopped.exit_code == 0);
+  run_crash_rounds(
+      args, kRounds, kClients, [](std::size_t i) { return static_cast<int64_t>(i); },
+      [](std::size_t c, std::size_t i) {
+        return static_cast<double>(c) + 0.25 * static_cast<double>(i);
+      },
+      [&](ChildProcess& server, const PumpRound& load) {
+        const std::size_t target = std::uniform_int_distribution<std::size_t>(1, 2000)(rng);
+        // A generous deadline: with --fsync always on a disk that other work
+        // keeps busy, 2000 acknowledgements can take a while.
+        bool loaded = wait_until([&] { return load.acks() >= target; }, 3 * kDeadline);
+        ProcessResult killed = server.stop(SIGKILL);
+        REQUIRE(loaded);
+        CHECK(killed.signal == SIGKILL);
+      },
+      [](uint16_t port, const Pump& pump) {
+        CHECK(pump.failures == 0);
+        std::string first;
+        CHECK(count_lost(stored(port, pump.key), pump.acked, &first) == 0);
+        INFO("first lost: " << first);
+      });
 }
 
 TEST_CASE("nothing acknowledged is lost when the server is killed during a compaction",
@@ -240,50 +281,35 @@ TEST_CASE("nothing acknowledged is lost when the server is killed during a compa
                                          "--compact-min-bytes", "65536"};
   std::mt19937 rng(Catch::rngSeed());
   int interrupted = 0;
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  for (int round = 0; round < kRounds; ++round) {
-    CAPTURE(round);
-    std::atomic<bool> stop{false};
-    std::atomic<std::size_t> acks{0};
-    std::vector<Pump> pumps(kClients);
-    std::vector<std::thread> threads = start_pumps(
-        pumps, round, port, stop, acks,
-        [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
-        [](std::size_t, std::size_t i) { return static_cast<double>(i); });
-    server->wait_for_stderr_line("compaction started");
-    // Kill at once, or after up to 2 ms of the rewrite.
-    auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
-    auto until = std::chrono::steady_clock::now() + delay;
-    while (std::chrono::steady_clock::now() < until) {
-    }
-    ProcessResult killed = server->stop(SIGKILL);
-    if (std::filesystem::exists(path + ".rewrite")) ++interrupted;
-    stop = true;
-    for (std::thread& t : threads) t.join();
-    CHECK(killed.signal == SIGKILL);
-
-    server = start_server(args, &port);
-    for (const Pump& pump : pumps) {
-      CAPTURE(pump.key, pump.acked.size(), pump.sent);
-      CHECK(pump.other_answers == 0);
-      std::map<int64_t, double> have = stored(port, pump.key);
-      // For each timestamp, the value must be the last acknowledged put's,
-      // or a later put's that was sent but not yet answered.
-      std::map<int64_t, double> last_acked;
-      for (const Put& p : pump.acked) last_acked[p.timestamp] = p.value;
-      for (const auto& [ts, value] : last_acked) {
-        CAPTURE(ts, value);
-        auto it = have.find(ts);
-        REQUIRE(it != have.end());
-        CHECK(it->second >= value);
-        CHECK(it->second < static_cast<double>(pump.sent));
-        CHECK(static_cast<int64_t>(it->second) % kSlots == ts);
-      }
-    }
-  }
-  ProcessResult stopped = server->stop(SIGTERM);
-  CHECK(stopped.exit_code == 0);
+  run_crash_rounds(
+      args, kRounds, kClients, [](std::size_t i) { return static_cast<int64_t>(i % kSlots); },
+      [](std::size_t, std::size_t i) { return static_cast<double>(i); },
+      [&](ChildProcess& server, const PumpRound&) {
+        server.wait_for_stderr_line("compaction started");
+        // Kill at once, or after up to 2 ms of the rewrite.
+        auto delay = std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(rng));
+        auto until = std::chrono::steady_clock::now() + delay;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        ProcessResult killed = server.stop(SIGKILL);
+        if (std::filesystem::exists(path + ".rewrite")) ++interrupted;
+        CHECK(killed.signal == SIGKILL);
+      },
+      [](uint16_t port, const Pump& pump) {
+        std::map<int64_t, double> have = stored(port, pump.key);
+        // For each timestamp, the value must be the last acknowledged put's,
+        // or a later put's that was sent but not yet answered.
+        std::map<int64_t, double> last_acked;
+        for (const Put& p : pump.acked) last_acked[p.timestamp] = p.value;
+        for (const auto& [ts, value] : last_acked) {
+          CAPTURE(ts, value);
+          auto it = have.find(ts);
+          REQUIRE(it != have.end());
+          CHECK(it->second >= value);
+          CHECK(it->second < static_cast<double>(pump.sent));
+          CHECK(static_cast<int64_t>(it->second) % kSlots == ts);
+        }
+      });
   // Not asserted, since it depends on timing (5 of 5 on the development
   // machine's ext4): how many kills landed while the rewrite file existed.
   INFO("kills that interrupted a rewrite: " << interrupted << " of " << kRounds);
@@ -295,12 +321,11 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   TempDir dir;
   const std::string path = dir.file("data.log");
   const std::vector<std::string> args = {"--data-file", path, "--fsync", "always"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
+  auto server = start_server(args);
   std::atomic<std::size_t> acks{0};
   Pump pump;
   pump.key = "disk";
-  REQUIRE(pump.connect(port));
+  REQUIRE(pump.connect(server->port));
   auto timestamp_of = [](std::size_t i) { return static_cast<int64_t>(i); };
   auto value_of = [](std::size_t i) { return 0.5 * static_cast<double>(i); };
   REQUIRE(pump.put_batch(acks, timestamp_of, value_of, 8));
@@ -321,11 +346,11 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   REQUIRE_FALSE(pump.acked.empty());
 
   // While the log cannot be written, puts are refused and gets still work.
-  metrics::test::RawConnection c(port);
+  RawConnection c(server->port);
   c.send("put refused 1 1\n");
   CHECK(c.read_answers() == "error\nstorage failure\n\n");
   std::string first;
-  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  CHECK(count_lost(stored(server->port, "disk"), pump.acked, &first) == 0);
   c.send("get refused\n");
   CHECK(c.read_answers() == "ok\n\n");
 
@@ -341,17 +366,17 @@ TEST_CASE("a full disk fails puts with storage failure, gets keep working, nothi
   // puts through again, so the put above can be answered before the line is
   // written: the test waits for the lines instead of killing the server at
   // once and expecting them.
-  CHECK_NOTHROW(server->wait_for_stderr_line("write failed: File too large"));
-  CHECK_NOTHROW(server->wait_for_stderr_line("writable again"));
-  ProcessResult killed = server->stop(SIGKILL);
+  CHECK_NOTHROW(server->process.wait_for_stderr_line("write failed: File too large"));
+  CHECK_NOTHROW(server->process.wait_for_stderr_line("writable again"));
+  ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
 
-  server = start_server(args, &port);
-  CHECK(count_lost(stored(port, "disk"), pump.acked, &first) == 0);
+  server = start_server(args);
+  CHECK(count_lost(stored(server->port, "disk"), pump.acked, &first) == 0);
   INFO("first lost: " << first);
-  CHECK(stored(port, "after") == std::map<int64_t, double>{{2, 2.0}});
-  CHECK(stored(port, "refused").empty());
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(stored(server->port, "after") == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(server->port, "refused").empty());
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 namespace {
@@ -383,7 +408,7 @@ class TmpfsMount {
 
 // Sends `requests` (complete lines) in one write and returns the `count`
 // answers, one string each.
-std::vector<std::string> pipelined(metrics::test::RawConnection& c, const std::string& requests,
+std::vector<std::string> pipelined(RawConnection& c, const std::string& requests,
                                    std::size_t count) {
   c.send(requests);
   const std::string all = c.read_answers(count);
@@ -404,7 +429,7 @@ std::vector<std::string> pipelined(metrics::test::RawConnection& c, const std::s
 // `refused` is stored: neither by a get of it nor among `get *`'s keys.
 void check_only_acked_stored(uint16_t port, const std::vector<std::size_t>& acked,
                              const std::vector<std::size_t>& refused) {
-  metrics::test::RawConnection c(port);
+  RawConnection c(port);
   std::string requests;
   std::vector<std::string> expected;
   for (std::size_t i : acked) {
@@ -477,15 +502,14 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   }
   const std::vector<std::string> args = {"--data-file", mount_dir + "/data.log", "--fsync",
                                          "always"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
+  auto server = start_server(args);
   constexpr std::size_t kBatch = 200;
   std::vector<std::size_t> acked;
   std::vector<std::size_t> refused;
   std::size_t other = 0;
   std::size_t next = 0;
   {
-    metrics::test::RawConnection c(port);
+    RawConnection c(server->port);
     // 2 MB holds some 50,000 of these records; two more batches after the
     // first refusal show the log stays refusing.
     int batches_after_refusal = 0;
@@ -512,14 +536,14 @@ TEST_CASE("with --fsync always on a full tmpfs, every ok put is stored and no re
   REQUIRE(!acked.empty());
   CHECK(other == 0);
   INFO(acked.size() << " puts acknowledged, " << refused.size() << " refused");
-  check_only_acked_stored(port, acked, refused);
+  check_only_acked_stored(server->port, acked, refused);
 
-  ProcessResult killed = server->stop(SIGKILL);
+  ProcessResult killed = server->process.stop(SIGKILL);
   CHECK(killed.signal == SIGKILL);
   CHECK_THAT(killed.err, Catch::Contains("write failed: No space left on device"));
-  server = start_server(args, &port);
-  check_only_acked_stored(port, acked, refused);
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  server = start_server(args);
+  check_only_acked_stored(server->port, acked, refused);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("with a log, pipelined puts and gets are answered in order and gets see earlier puts",
@@ -528,9 +552,8 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   // packet must still see every put before it, and nothing after it.
   TempDir dir;
   const std::vector<std::string> args = {"--data-file", dir.file("data.log")};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  metrics::test::RawConnection c(port);
+  auto server = start_server(args);
+  RawConnection c(server->port);
   c.send("put a 1 1\nput a 2 2\nget a\nput b 3 3\nbad\nget *\nput a 9 1\n\nget a\n");
   CHECK(c.read_answers(8) ==
         "ok\n\nok\n\nok\na 1.0 1\na 2.0 2\n\nok\n\nerror\nwrong command\n\n"
@@ -547,32 +570,30 @@ TEST_CASE("with a log, pipelined puts and gets are answered in order and gets se
   }
   c.send(many);
   CHECK(c.read_answers(kPuts) == expected);
-  ProcessResult stopped = server->stop(SIGTERM);
+  ProcessResult stopped = server->process.stop(SIGTERM);
   CHECK(stopped.exit_code == 0);
 
-  server = start_server(args, &port);
-  CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 9.0}, {2, 2.0}});
+  server = start_server(args);
+  CHECK(stored(server->port, "a") == std::map<int64_t, double>{{1, 9.0}, {2, 2.0}});
   std::size_t restored = 0;
-  for (int k = 0; k < 7; ++k) restored += stored(port, "many." + std::to_string(k)).size();
+  for (int k = 0; k < 7; ++k) restored += stored(server->port, "many." + std::to_string(k)).size();
   CHECK(restored == kPuts);
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a second server on the same data file refuses to start", "[durability]") {
   TempDir dir;
   const std::string path = dir.file("data.log");
-  uint16_t port = 0;
-  auto first = start_server({"--data-file", path}, &port);
-  ProcessResult second = metrics::test::run_process(
-      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  auto first = start_server({"--data-file", path});
+  ProcessResult second = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(second.exit_code == 1);
   CHECK_THAT(second.err, Catch::Contains("data file " + path +
                                          " is locked: another metrics-server is using it"));
   // The first one is unharmed.
-  metrics::Client client("127.0.0.1", port, 10.0);
+  metrics::Client client("127.0.0.1", first->port, 10.0);
   client.put("k", 1.5, 1);
-  CHECK(stored(port, "k") == std::map<int64_t, double>{{1, 1.5}});
-  CHECK(first->stop(SIGTERM).exit_code == 0);
+  CHECK(stored(first->port, "k") == std::map<int64_t, double>{{1, 1.5}});
+  CHECK(first->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes allows",
@@ -583,60 +604,43 @@ TEST_CASE("a repair finds a record after damage whose key only --max-line-bytes 
   const std::string path = dir.file("data.log");
   const std::string long_key(100000, 'k');
   const std::vector<std::string> args = {"--data-file", path, "--max-line-bytes", "200000"};
-  uint16_t port = 0;
-  auto server = start_server(args, &port);
-  {
-    metrics::Client client("127.0.0.1", port, 10.0);
-    client.put("a", 1, 1);
-    client.put(long_key, 2, 2);
-    client.put("c", 3, 3);
-  }
-  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+  auto server = start_server(args);
+  put_one_each(server->port, {"a", long_key, "c"});
+  REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
-  std::string bytes = read_file(path);
-  REQUIRE(bytes.size() == 8 + 25 + (24 + long_key.size()) + 25);
-  bytes[8 + 20] = static_cast<char>(bytes[8 + 20] ^ 0x01);  // record "a"'s value
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE(read_file(path).size() == 8 + 25 + (24 + long_key.size()) + 25);
+  flip_bit(path, 8 + 20);  // record "a"'s value
 
   std::vector<std::string> repair_args = args;
   repair_args.push_back("--repair");
-  server = start_server(repair_args, &port);
-  CHECK(stored(port, "a").empty());
-  CHECK(stored(port, long_key) == std::map<int64_t, double>{{2, 2.0}});
-  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
-  CHECK(server->stop(SIGTERM).exit_code == 0);
+  server = start_server(repair_args);
+  CHECK(stored(server->port, "a").empty());
+  CHECK(stored(server->port, long_key) == std::map<int64_t, double>{{2, 2.0}});
+  CHECK(stored(server->port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  CHECK(server->process.stop(SIGTERM).exit_code == 0);
 }
 
 TEST_CASE("a data file corrupt in the middle stops the server unless --repair", "[durability]") {
   TempDir dir;
   const std::string path = dir.file("data.log");
-  uint16_t port = 0;
-  auto server = start_server({"--data-file", path}, &port);
-  {
-    metrics::Client client("127.0.0.1", port, 10.0);
-    client.put("a", 1, 1);
-    client.put("b", 2, 2);
-    client.put("c", 3, 3);
-  }
-  REQUIRE(server->stop(SIGTERM).exit_code == 0);
+  auto server = start_server({"--data-file", path});
+  put_one_each(server->port, {"a", "b", "c"});
+  REQUIRE(server->process.stop(SIGTERM).exit_code == 0);
 
-  std::string bytes = read_file(path);
   const std::size_t middle = 8 + 25;  // the header, then record "a"
-  REQUIRE(bytes.size() == 8 + 3 * 25);
-  bytes[middle + 20] = static_cast<char>(bytes[middle + 20] ^ 0x01);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  REQUIRE(read_file(path).size() == 8 + 3 * 25);
+  flip_bit(path, middle + 20);
 
-  ProcessResult refused = metrics::test::run_process(
-      {metrics::test::server_binary(), "127.0.0.1", "0", "--data-file", path});
+  ProcessResult refused = run_process({server_binary(), "127.0.0.1", "0", "--data-file", path});
   CHECK(refused.exit_code == 1);
   CHECK_THAT(refused.err, Catch::Contains("corrupt at byte offset " + std::to_string(middle)));
   CHECK_THAT(refused.err, Catch::Contains("--repair"));
 
-  server = start_server({"--data-file", path, "--repair"}, &port);
-  CHECK(stored(port, "a") == std::map<int64_t, double>{{1, 1.0}});
-  CHECK(stored(port, "b").empty());
-  CHECK(stored(port, "c") == std::map<int64_t, double>{{3, 3.0}});
-  ProcessResult repaired = server->stop(SIGTERM);
+  server = start_server({"--data-file", path, "--repair"});
+  CHECK(stored(server->port, "a") == std::map<int64_t, double>{{1, 1.0}});
+  CHECK(stored(server->port, "b").empty());
+  CHECK(stored(server->port, "c") == std::map<int64_t, double>{{3, 3.0}});
+  ProcessResult repaired = server->process.stop(SIGTERM);
   CHECK(repaired.exit_code == 0);
   CHECK_THAT(repaired.err, Catch::Contains("repair: dropped 25 damaged bytes"));
 }

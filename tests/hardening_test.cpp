@@ -33,11 +33,7 @@ namespace {
 
 using metrics::Fd;
 using metrics::ServerOptions;
-using metrics::test::ChildProcess;
-using metrics::test::kDeadline;
-using metrics::test::RawConnection;
-using metrics::test::TestServer;
-using metrics::test::wait_until;
+using namespace metrics::test;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kWrongCommand = "error\nwrong command\n\n";
@@ -79,32 +75,6 @@ bool closed_by_peer(int fd, int timeout_ms) {
     if (n < 0) return errno == ECONNRESET;
   }
 }
-
-// A metrics-server child process listening on 127.0.0.1 at a free port;
-// killed by PID when the test ends. `prefix` runs before the server binary
-// (e.g. prlimit), which it must exec so the PID stays the server's.
-struct ChildServer {
-  explicit ChildServer(std::vector<std::string> options = {},
-                       std::vector<std::string> prefix = {})
-      : process(command(std::move(options), std::move(prefix))),
-        port(metrics::test::port_from_listening_line(
-            process.wait_for_stderr_line("listening on"))) {}
-
-  static std::vector<std::string> command(std::vector<std::string> options,
-                                          std::vector<std::string> prefix) {
-    std::vector<std::string> argv = std::move(prefix);
-    argv.push_back(metrics::test::server_binary());
-    argv.push_back("127.0.0.1");
-    argv.push_back("0");
-    argv.insert(argv.end(), options.begin(), options.end());
-    return argv;
-  }
-
-  pid_t pid() const { return process.pid(); }
-
-  ChildProcess process;
-  uint16_t port;
-};
 
 // The largest buffer size in /proc/sys/net/ipv4/NAME ("min default max").
 long tcp_buffer_max(const std::string& name) {
@@ -148,7 +118,7 @@ void put_and_check(RawConnection& c, const std::string& prefix, int requests) {
 // is discarded without being buffered, and the session goes on.
 TEST_CASE("a 100 MB request line gets one wrong command and leaves the server's memory as it was",
           "[hardening][limits]") {
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   RawConnection c(server.port);
   put_and_check(c, "warm", 10);
   long before = rss_kib(server.pid());
@@ -446,7 +416,7 @@ TEST_CASE("clients that never read a get of a huge key hold only a bounded piece
   // 16 MB, its formatted answer about as much. Twenty clients ask for it and
   // never read; each session may block with a piece of the answer in hand,
   // never with the whole.
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   constexpr int kSamples = 1000000;
   constexpr long kCopyKib = kSamples * static_cast<long>(sizeof(metrics::Sample)) / 1024;
   constexpr int kReaders = 20;
@@ -561,7 +531,7 @@ TEST_CASE("out of descriptors the server keeps serving, backs off, and accepts a
           "[hardening][faults]") {
   // 40 descriptors: stdio, the listener and the wake pipe leave room for
   // about 34 sessions; the connections past them wait in the backlog.
-  ChildServer server({}, {"/usr/bin/prlimit", "--nofile=40:40"});
+  ServerProcess server({"127.0.0.1", "0"}, {"/usr/bin/prlimit", "--nofile=40:40"});
   const int kConnections = 50;
   std::vector<std::unique_ptr<RawConnection>> conns;
   // The first session is served before descriptors run out. (Its first
@@ -631,9 +601,8 @@ TEST_CASE("a session thread that cannot be started closes that one connection on
   // process: any thread started meanwhile fails too (a sanitizer runtime's,
   // say), and a restore that went wrong would fail the threads of every test
   // after it. So it runs in a test process of its own.
-  if (!metrics::test::in_child_test_process()) {
-    metrics::test::ProcessResult child =
-        metrics::test::run_test_case_in_child(Catch::getResultCapture().getCurrentTestName());
+  if (!in_child_test_process()) {
+    ProcessResult child = run_test_case_in_child(Catch::getResultCapture().getCurrentTestName());
     // The child's report, without its closing count line, which would read
     // as this run's own last line.
     const std::size_t count_line = child.out.rfind(" passed, ");
@@ -682,7 +651,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   rlim_t limit = raise_descriptor_limit();
   const int kClients = std::min(kSigtermClients, static_cast<int>(limit) - 200);
   REQUIRE(kClients > 0);
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   std::vector<Fd> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.push_back(metrics::connect_tcp("127.0.0.1", server.port, kDeadline));
@@ -693,7 +662,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
   long rss = rss_kib(server.pid());
 
   auto start = Clock::now();
-  metrics::test::ProcessResult result = server.process.stop(SIGTERM);
+  ProcessResult result = server.process.stop(SIGTERM);
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr,
                "[measure] SIGTERM with %d idle clients: exit after %.3f s (server RSS was %ld KiB)\n",
@@ -712,7 +681,7 @@ TEST_CASE("SIGTERM with a thousand idle clients ends every session and exits 0",
 }
 
 TEST_CASE("SIGPIPE sent to the server does not kill it", "[hardening][signals]") {
-  ChildServer server;
+  ServerProcess server({"127.0.0.1", "0"});
   REQUIRE(::kill(server.pid(), SIGPIPE) == 0);
   RawConnection c(server.port);
   put_and_check(c, "alive", 1);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -63,30 +64,30 @@ double double_from_bits(uint64_t b) {
   return d;
 }
 
+// The enumerators' names, listed in their declaration order in protocol.hpp,
+// for failure messages.
 const char* kind_name(RequestKind kind) {
-  switch (kind) {
-    case RequestKind::kEmpty:
-      return "kEmpty";
-    case RequestKind::kPut:
-      return "kPut";
-    case RequestKind::kGet:
-      return "kGet";
-    case RequestKind::kInvalid:
-      return "kInvalid";
-  }
-  return "?";
+  constexpr const char* kNames[] = {"kEmpty", "kPut", "kGet", "kInvalid"};
+  const auto i = static_cast<std::size_t>(kind);
+  return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 const char* kind_name(AnswerKind kind) {
-  switch (kind) {
-    case AnswerKind::kOk:
-      return "kOk";
-    case AnswerKind::kError:
-      return "kError";
-    case AnswerKind::kMalformed:
-      return "kMalformed";
+  constexpr const char* kNames[] = {"kOk", "kError", "kMalformed"};
+  const auto i = static_cast<std::size_t>(kind);
+  return i < std::size(kNames) ? kNames[i] : "?";
+}
+
+// Checks that the request `before` + text + `after` is invalid for each text
+// of `rows` that stays one token (not empty, no separator or '\r').
+void check_puts_invalid(const std::vector<std::string>& rows, const std::string& before,
+                        const std::string& after) {
+  for (const std::string& text : rows) {
+    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
+    const std::string line = before + text + after;
+    INFO("line " << printable(line));
+    CHECK(kind_name(metrics::parse_request(line).kind) == std::string("kInvalid"));
   }
-  return "?";
 }
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
@@ -423,13 +424,8 @@ TEST_CASE("values that are not finite decimal numbers are rejected", "[protocol]
     double value = 12345.0;
     CHECK_FALSE(metrics::parse_value(text, &value));
   }
-  // Through the request parser too, for the rows that stay one token.
-  for (const std::string& text : rows) {
-    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
-    INFO("value " << printable(text));
-    CHECK(kind_name(metrics::parse_request("put k " + text + " 1").kind) ==
-          std::string("kInvalid"));
-  }
+  // Through the request parser too.
+  check_puts_invalid(rows, "put k ", " 1");
 }
 
 TEST_CASE("timestamps that fit a signed 64-bit integer are accepted",
@@ -501,11 +497,7 @@ TEST_CASE("timestamps that are not 64-bit integers are rejected", "[protocol][pa
     int64_t timestamp = 12345;
     CHECK_FALSE(metrics::parse_timestamp(text, &timestamp));
   }
-  for (const std::string& text : rows) {
-    if (text.empty() || text.find_first_of(" \t\r") != std::string::npos) continue;
-    INFO("timestamp " << printable(text));
-    CHECK(kind_name(metrics::parse_request("put k 1 " + text).kind) == std::string("kInvalid"));
-  }
+  check_puts_invalid(rows, "put k 1 ", "");
 }
 
 TEST_CASE("timestamps print canonically", "[protocol][format][timestamp]") {
@@ -621,6 +613,22 @@ TEST_CASE("values print exactly like Python's repr(float)", "[protocol][format][
   }
 }
 
+namespace {
+
+// A pseudo-random double's bits: any pattern, or with `near_one` one whose
+// biased exponent is in [1023 - 20, 1023 + 60): decimal exponents of about
+// -6 to 18, around the fixed/scientific boundary.
+uint64_t random_double_bits(std::mt19937_64& random, bool near_one) {
+  uint64_t bits = random();
+  if (near_one) {
+    uint64_t exponent = 1003 + (bits >> 52) % 80;
+    bits = (bits & 0x800fffffffffffffULL) | (exponent << 52);
+  }
+  return bits;
+}
+
+}  // namespace
+
 TEST_CASE("every printed value reads back to the same double", "[protocol][format][value]") {
   // docs/protocol.md "Responses": the printed text reads back to the same double.
   // Deterministic pseudo-random bit patterns cover every exponent; a second
@@ -629,13 +637,7 @@ TEST_CASE("every printed value reads back to the same double", "[protocol][forma
   std::mt19937_64 random(20170817);
   int checked = 0;
   for (int i = 0; i < 6000; ++i) {
-    uint64_t bits = random();
-    if (i % 2 == 1) {
-      // Biased exponent in [1023 - 20, 1023 + 60): decimal exponents of about
-      // -6 to 18, around the fixed/scientific boundary.
-      uint64_t exponent = 1003 + (bits >> 52) % 80;
-      bits = (bits & 0x800fffffffffffffULL) | (exponent << 52);
-    }
+    uint64_t bits = random_double_bits(random, i % 2 == 1);
     double x = double_from_bits(bits);
     if (!std::isfinite(x)) continue;
     std::string text = metrics::format_value(x);
@@ -676,11 +678,7 @@ TEST_CASE("every printed value has the fewest digits and Python's layout",
   std::mt19937_64 random(1503319739);
   int checked = 0;
   for (int i = 0; i < 4000; ++i) {
-    uint64_t bits = random();
-    if (i % 2 == 1) {
-      uint64_t exponent = 1003 + (bits >> 52) % 80;
-      bits = (bits & 0x800fffffffffffffULL) | (exponent << 52);
-    }
+    uint64_t bits = random_double_bits(random, i % 2 == 1);
     double x = double_from_bits(bits);
     if (!std::isfinite(x) || x == 0) continue;
     std::string text = metrics::format_value(x);
@@ -832,6 +830,22 @@ std::string show_events(const std::vector<std::string>& events) {
   return out;
 }
 
+// Checks that `stream`, fed in three chunks cut at every pair of points, is
+// split with `limit` into `expected`.
+void check_every_two_cuts(std::size_t limit, const std::string& stream,
+                          const std::vector<std::string>& expected) {
+  for (std::size_t i = 0; i <= stream.size(); ++i) {
+    for (std::size_t j = i; j <= stream.size(); ++j) {
+      INFO("cut at " << i << " and " << j);
+      SplitRecorder recorder(limit);
+      recorder.feed(std::string_view(stream).substr(0, i));
+      recorder.feed(std::string_view(stream).substr(i, j - i));
+      recorder.feed(std::string_view(stream).substr(j));
+      REQUIRE(show_events(recorder.events()) == show_events(expected));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("lines come out the same however the stream is cut into chunks", "[protocol][split]") {
@@ -851,18 +865,7 @@ TEST_CASE("lines come out the same however the stream is cut into chunks", "[pro
     CHECK(show_events(recorder.events()) == show_events(expected));
     CHECK(recorder.splitter().pending_bytes() == std::string("unterminated").size());
   }
-  SECTION("at every pair of cut points") {
-    for (std::size_t i = 0; i <= stream.size(); ++i) {
-      for (std::size_t j = i; j <= stream.size(); ++j) {
-        INFO("cut at " << i << " and " << j);
-        SplitRecorder recorder(1024);
-        recorder.feed(std::string_view(stream).substr(0, i));
-        recorder.feed(std::string_view(stream).substr(i, j - i));
-        recorder.feed(std::string_view(stream).substr(j));
-        REQUIRE(show_events(recorder.events()) == show_events(expected));
-      }
-    }
-  }
+  SECTION("at every pair of cut points") { check_every_two_cuts(1024, stream, expected); }
 }
 
 TEST_CASE("a line of exactly the limit is accepted and one byte more is rejected once",
@@ -886,16 +889,7 @@ TEST_CASE("a line of exactly the limit is accepted and one byte more is rejected
   }
   CHECK(show_events(bytewise.events()) == show_events(expected));
 
-  for (std::size_t i = 0; i <= stream.size(); ++i) {
-    for (std::size_t j = i; j <= stream.size(); ++j) {
-      INFO("cut at " << i << " and " << j);
-      SplitRecorder recorder(8);
-      recorder.feed(std::string_view(stream).substr(0, i));
-      recorder.feed(std::string_view(stream).substr(i, j - i));
-      recorder.feed(std::string_view(stream).substr(j));
-      REQUIRE(show_events(recorder.events()) == show_events(expected));
-    }
-  }
+  check_every_two_cuts(8, stream, expected);
 }
 
 TEST_CASE("the default line limit is 64 KiB", "[protocol][split]") {

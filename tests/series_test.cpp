@@ -198,24 +198,6 @@ TEST_CASE("the block pool hands out distinct whole blocks across many slabs", "[
   for (Sample* block : blocks) allocator.deallocate(block, n);
 }
 
-namespace {
-
-// Whether this is a ThreadSanitizer build, whose allocator dies instead of
-// throwing when the address space runs out.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-
-}  // namespace
-
 // Run only as a child process by the next test (the "[.]" tag hides it): it
 // caps the process's address space, which it cannot give back.
 TEST_CASE("the block pool child frees and reuses its blocks with no address space to spare",
@@ -260,7 +242,7 @@ TEST_CASE("freeing pool blocks cannot fail for want of memory and the blocks are
           "[series]") {
   // Under ASan there is no pool (every block is its own allocation); under
   // TSan an allocation past the cap kills the process instead of throwing.
-  if (!metrics::block_pool::kPooled || kThreadSanitizer) {
+  if (!metrics::block_pool::kPooled || metrics::test::kThreadSanitizer) {
     SUCCEED("no block pool to test in this build");
     return;
   }

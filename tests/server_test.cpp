@@ -29,11 +29,7 @@
 #include "test_util.hpp"
 
 using metrics::ServerOptions;
-using metrics::test::ChildProcess;
-using metrics::test::ProcessResult;
-using metrics::test::RawConnection;
-using metrics::test::TestServer;
-using metrics::test::wait_until;
+using namespace metrics::test;
 
 namespace {
 
@@ -49,23 +45,26 @@ std::string ask(RawConnection& c, const std::string& request) {
 
 // docs/protocol.md, "Example (from the course text)".
 TEST_CASE("the course's telnet session is answered byte for byte", "[server][e2e]") {
+  struct Step {
+    const char* request;
+    const char* answer;
+  };
+  const Step session[] = {
+      {"get test_key\n", "ok\n\n"},
+      {"got test_key\n", "error\nwrong command\n\n"},
+      {"put test_key 12.0 1503319740\n", "ok\n\n"},
+      {"put test_key 13.0 1503319739\n", "ok\n\n"},
+      {"get test_key\n", "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\n\n"},
+      {"put another_key 10 1503319739\n", "ok\n\n"},
+      {"get *\n",
+       "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n"},
+  };
   TestServer server;
   RawConnection c(server.port());
-  c.send("get test_key\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("got test_key\n");
-  CHECK(c.read_answers() == "error\nwrong command\n\n");
-  c.send("put test_key 12.0 1503319740\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("put test_key 13.0 1503319739\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("get test_key\n");
-  CHECK(c.read_answers() == "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\n\n");
-  c.send("put another_key 10 1503319739\n");
-  CHECK(c.read_answers() == "ok\n\n");
-  c.send("get *\n");
-  CHECK(c.read_answers() ==
-        "ok\ntest_key 13.0 1503319739\ntest_key 12.0 1503319740\nanother_key 10.0 1503319739\n\n");
+  for (const Step& step : session) {
+    CAPTURE(step.request);
+    CHECK(ask(c, step.request) == step.answer);
+  }
 }
 
 TEST_CASE("each session runs in a thread named session, which ends with its connection",
@@ -604,22 +603,12 @@ TEST_CASE("run_until_stop_signal ended by stop() sends no signal to an embedding
 
 namespace {
 
-// Starts `metrics-server ARGS...` and waits for its "listening on" line.
-struct ServerProcess {
-  explicit ServerProcess(std::vector<std::string> args) : process(with_binary(std::move(args))) {
-    listening_line = process.wait_for_stderr_line("listening on");
-    port = metrics::test::port_from_listening_line(listening_line);
-  }
-
-  static std::vector<std::string> with_binary(std::vector<std::string> args) {
-    args.insert(args.begin(), metrics::test::server_binary());
-    return args;
-  }
-
-  ChildProcess process;
-  std::string listening_line;
-  uint16_t port = 0;
-};
+// Stops `server` with SIGTERM and checks that it exited with status 0.
+void check_sigterm_exits_0(ServerProcess& server) {
+  ProcessResult result = server.process.stop(SIGTERM);
+  CHECK(result.signal == 0);
+  CHECK(result.exit_code == 0);
+}
 
 }  // namespace
 
@@ -632,9 +621,7 @@ TEST_CASE("metrics-server prints its real address and serves on it", "[server][b
     CHECK(ask(c, "put palm.cpu 10.5 1501864247\n") == "ok\n\n");
     CHECK(ask(c, "get *\n") == "ok\npalm.cpu 10.5 1501864247\n\n");
   }
-  ProcessResult result = server.process.stop(SIGTERM);
-  CHECK(result.signal == 0);
-  CHECK(result.exit_code == 0);
+  check_sigterm_exits_0(server);
 }
 
 TEST_CASE("metrics-server takes options alongside the positional host and port",
@@ -648,19 +635,18 @@ TEST_CASE("metrics-server takes options alongside the positional host and port",
 }
 
 TEST_CASE("metrics-server --help and --version exit 0", "[server][binary]") {
-  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  ProcessResult help = run_process({server_binary(), "--help"});
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("metrics-server") != std::string::npos);
   CHECK(help.out.find("--max-line-bytes") != std::string::npos);
 
-  ProcessResult version = metrics::test::run_process({metrics::test::server_binary(), "--version"});
+  ProcessResult version = run_process({server_binary(), "--version"});
   CHECK(version.exit_code == 0);
   CHECK(version.out.find("metrics-server ") == 0);
 }
 
 TEST_CASE("metrics-server rejects a bad option with a non-zero exit", "[server][binary]") {
-  ProcessResult result =
-      metrics::test::run_process({metrics::test::server_binary(), "127.0.0.1", "notaport"});
+  ProcessResult result = run_process({server_binary(), "127.0.0.1", "notaport"});
   CHECK(result.exit_code != 0);
   CHECK_FALSE(result.err.empty());
 }
@@ -710,10 +696,10 @@ TEST_CASE("metrics-server refuses an out-of-range or malformed option value with
       {{"--bogus"}, "--bogus"},
   };
   for (const Case& c : cases) {
-    std::vector<std::string> argv = {metrics::test::server_binary(), "127.0.0.1", "0"};
+    std::vector<std::string> argv = {server_binary(), "127.0.0.1", "0"};
     argv.insert(argv.end(), c.args.begin(), c.args.end());
     CAPTURE(c.args);
-    ProcessResult result = metrics::test::run_process(argv);
+    ProcessResult result = run_process(argv);
     CAPTURE(result.err);
     CHECK(result.exit_code == 2);
     CHECK(result.err.find(c.names) != std::string::npos);
@@ -732,10 +718,10 @@ TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
       {"127.0.0.1", "0x50"},  {"", "0"},
   };
   for (const auto& args : cases) {
-    std::vector<std::string> argv = {metrics::test::server_binary()};
+    std::vector<std::string> argv = {server_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     CAPTURE(args);
-    ProcessResult result = metrics::test::run_process(argv);
+    ProcessResult result = run_process(argv);
     CAPTURE(result.err);
     CHECK(result.exit_code == 2);
     CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
@@ -745,7 +731,7 @@ TEST_CASE("metrics-server refuses a port or host it cannot take with exit 2",
 
 TEST_CASE("metrics-server accepts every option at both ends of its range",
           "[server][binary][options]") {
-  metrics::test::TempDir dir;
+  TempDir dir;
   SECTION("the largest values") {
     ServerProcess server({"127.0.0.1", "0", "--max-line-bytes",
                           std::to_string(metrics::kMaxLogKeyBytes), "--max-connections", "1000000",
@@ -779,7 +765,7 @@ TEST_CASE("metrics-server accepts every option at both ends of its range",
 }
 
 TEST_CASE("metrics-server --help gives each option's range", "[server][binary][options]") {
-  ProcessResult help = metrics::test::run_process({metrics::test::server_binary(), "--help"});
+  ProcessResult help = run_process({server_binary(), "--help"});
   CHECK(help.exit_code == 0);
   for (const char* range : {"0 to 65535", "1 to 1073741824", "1 to 1000000", "0.001 to 1000000",
                             "0 to 1099511627776"}) {
@@ -814,7 +800,5 @@ TEST_CASE("metrics-server keeps serving through SIGHUP and the user signals and 
   RawConnection after(server.port);
   CHECK(ask(after, "put hup 2 2\n") == "ok\n\n");
   CHECK(ask(before, "get hup\n") == "ok\nhup 1.0 1\nhup 2.0 2\n\n");
-  ProcessResult result = server.process.stop(SIGTERM);
-  CHECK(result.signal == 0);
-  CHECK(result.exit_code == 0);
+  check_sigterm_exits_0(server);
 }

@@ -45,10 +45,56 @@ std::vector<std::string> keys_of(const Storage& storage) {
   return keys;
 }
 
+struct KeyedSample {
+  std::string key;
+  int64_t timestamp;
+  double value;
+};
+
+// Puts each of `puts` into `storage`, in order.
+void put_all(Storage& storage, const std::vector<KeyedSample>& puts) {
+  for (const KeyedSample& p : puts) storage.put(p.key, p.timestamp, p.value);
+}
+
 bool sorted_by_unique_timestamp(const std::vector<Sample>& samples) {
   return std::adjacent_find(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) {
            return a.timestamp >= b.timestamp;
          }) == samples.end();
+}
+
+// Runs write(w) in each of `writers` threads and read(r, writing) in each
+// of `readers` threads, all released at once, and joins them. writing()
+// holds until every writer has returned, so a reader that loops
+// `do { ... } while (writing());` makes at least one pass.
+template <typename Write, typename Read>
+void run_writers_and_readers(int writers, int readers, Write write, Read read) {
+  std::promise<void> start;
+  std::shared_future<void> started = start.get_future().share();
+  std::atomic<int> writers_left{writers};
+  auto writing = [&writers_left] { return writers_left.load() > 0; };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      started.wait();
+      write(w);
+      writers_left.fetch_sub(1);
+    });
+  }
+  for (int r = 0; r < readers; ++r) {
+    threads.emplace_back([&, r] {
+      started.wait();
+      read(r, writing);
+    });
+  }
+  start.set_value();
+  for (std::thread& t : threads) t.join();
+}
+
+// Runs write(w) in each of `writers` threads, all released at once, and
+// joins them.
+template <typename Write>
+void run_writers(int writers, Write write) {
+  run_writers_and_readers(writers, 0, write, [](int, const auto&) {});
 }
 
 }  // namespace
@@ -90,10 +136,7 @@ TEST_CASE("the extreme timestamps sort at the ends", "[storage]") {
   Storage storage;
   const int64_t max = std::numeric_limits<int64_t>::max();
   const int64_t min = std::numeric_limits<int64_t>::min();
-  storage.put("k", 0, 1.0);
-  storage.put("k", max, 2.0);
-  storage.put("k", min, 3.0);
-  storage.put("k", -1, 4.0);
+  put_all(storage, {{"k", 0, 1.0}, {"k", max, 2.0}, {"k", min, 3.0}, {"k", -1, 4.0}});
   CHECK(series_of(storage, "k") ==
         std::vector<Sample>{{min, 3.0}, {-1, 4.0}, {0, 1.0}, {max, 2.0}});
 }
@@ -108,11 +151,11 @@ TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
   for (const Row& row : {Row{"first", 1}, Row{"middle", 2}, Row{"last", 3}}) {
     INFO("replacing the " << row.where << " sample");
     Storage storage;
-    storage.put("k", 1, 10.0);
-    storage.put("k", 2, 20.0);
-    storage.put("k", 3, 30.0);
-    storage.put("k", row.timestamp, -1.0);
-    storage.put("k", row.timestamp, 99.5);
+    put_all(storage, {{"k", 1, 10.0},
+                      {"k", 2, 20.0},
+                      {"k", 3, 30.0},
+                      {"k", row.timestamp, -1.0},
+                      {"k", row.timestamp, 99.5}});
     std::vector<Sample> expected = {{1, 10.0}, {2, 20.0}, {3, 30.0}};
     expected[static_cast<std::size_t>(row.timestamp - 1)].value = 99.5;
     CHECK(series_of(storage, "k") == expected);
@@ -124,17 +167,14 @@ TEST_CASE("put with the same timestamp replaces the value", "[storage]") {
 TEST_CASE("the course's k2 puts keep the last value at a repeated timestamp", "[storage]") {
   // The course's checking scenario: k2 = 30@4, 40@5, 41@5.
   Storage storage;
-  storage.put("k2", 4, 30.0);
-  storage.put("k2", 5, 40.0);
-  storage.put("k2", 5, 41.0);
+  put_all(storage, {{"k2", 4, 30.0}, {"k2", 5, 40.0}, {"k2", 5, 41.0}});
   CHECK(series_of(storage, "k2") == std::vector<Sample>{{4, 30.0}, {5, 41.0}});
   CHECK(storage.sample_count() == 2);
 }
 
 TEST_CASE("the same timestamp under different keys is two samples", "[storage]") {
   Storage storage;
-  storage.put("a", 7, 1.0);
-  storage.put("b", 7, 2.0);
+  put_all(storage, {{"a", 7, 1.0}, {"b", 7, 2.0}});
   CHECK(series_of(storage, "a") == std::vector<Sample>{{7, 1.0}});
   CHECK(series_of(storage, "b") == std::vector<Sample>{{7, 2.0}});
   CHECK(storage.sample_count() == 2);
@@ -143,15 +183,15 @@ TEST_CASE("the same timestamp under different keys is two samples", "[storage]")
 TEST_CASE("keys keep the order of their first put", "[storage]") {
   // docs/protocol.md "Responses": keys in the order in which each was first put.
   Storage storage;
-  storage.put("test_key", 1503319740, 12.0);
-  storage.put("test_key", 1503319739, 13.0);
-  storage.put("another_key", 1503319739, 10.0);
-  storage.put("b", 1, 1.0);
-  // Later puts to old keys do not move them.
-  storage.put("another_key", 1, 1.0);
-  storage.put("test_key", 2, 2.0);
-  storage.put("a", 1, 1.0);
-  storage.put("b", 1, 5.0);
+  put_all(storage, {{"test_key", 1503319740, 12.0},
+                    {"test_key", 1503319739, 13.0},
+                    {"another_key", 1503319739, 10.0},
+                    {"b", 1, 1.0},
+                    // Later puts to old keys do not move them.
+                    {"another_key", 1, 1.0},
+                    {"test_key", 2, 2.0},
+                    {"a", 1, 1.0},
+                    {"b", 1, 5.0}});
   CHECK(keys_of(storage) == std::vector<std::string>{"test_key", "another_key", "b", "a"});
   CHECK(storage.key_count() == 4);
   CHECK(storage.sample_count() == 7);
@@ -320,14 +360,10 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
   constexpr int kWriters = 8;
   constexpr int kPuts = 10000;
   Storage storage;
-  std::promise<void> start;
-  std::shared_future<void> started = start.get_future().share();
-  std::atomic<int> writers_left{kWriters};
   std::atomic<int> bad_reads{0};
   std::atomic<long> reads{0};
 
   auto writer = [&](int w) {
-    started.wait();
     const std::string own = "own." + std::to_string(w);
     for (int i = 0; i < kPuts; ++i) {
       if (i % 2 == 0) {
@@ -338,10 +374,8 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
         storage.put("overlap", i, i * 0.25);
       }
     }
-    writers_left.fetch_sub(1);
   };
-  auto reader = [&]() {
-    started.wait();
+  auto reader = [&](int, const auto& writing) {
     std::vector<std::size_t> last_sizes;
     std::string key;
     std::vector<Sample> samples;
@@ -362,14 +396,9 @@ TEST_CASE("puts from many threads at once lose nothing", "[storage][threads]") {
         bad_reads.fetch_add(1);
       }
       reads.fetch_add(1);
-    } while (writers_left.load() > 0);
+    } while (writing());
   };
-
-  std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
-  for (int r = 0; r < 2; ++r) threads.emplace_back(reader);
-  start.set_value();
-  for (std::thread& t : threads) t.join();
+  run_writers_and_readers(kWriters, 2, writer, reader);
 
   CHECK(bad_reads.load() == 0);
   CHECK(reads.load() >= 2);
@@ -420,25 +449,19 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
   constexpr int kWriters = 4;
   constexpr int kKeys = 5000;
   Storage storage;
-  std::promise<void> start;
-  std::shared_future<void> started = start.get_future().share();
   std::atomic<int> published[kWriters] = {};
-  std::atomic<int> writers_left{kWriters};
   std::atomic<int> missing{0};
   std::atomic<long> lookups{0};
   auto key_of = [](int w, int i) { return "w" + std::to_string(w) + "." + std::to_string(i); };
 
   auto writer = [&](int w) {
-    started.wait();
     for (int i = 0; i < kKeys; ++i) {
       storage.put(key_of(w, i), i, w + i * 0.5);
       published[w].store(i + 1, std::memory_order_release);
     }
-    writers_left.fetch_sub(1);
   };
-  auto reader = [&](unsigned seed) {
-    started.wait();
-    std::mt19937 random(seed);
+  auto reader = [&](int r, const auto& writing) {
+    std::mt19937 random(static_cast<unsigned>(r + 1));
     std::vector<Sample> samples;
     do {
       for (int n = 0; n < 1000; ++n) {
@@ -452,14 +475,9 @@ TEST_CASE("keys created by many threads stay findable while the index grows", "[
         }
         lookups.fetch_add(1);
       }
-    } while (writers_left.load() > 0);
+    } while (writing());
   };
-
-  std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) threads.emplace_back(writer, w);
-  for (unsigned r = 0; r < 2; ++r) threads.emplace_back(reader, r + 1);
-  start.set_value();
-  for (std::thread& t : threads) t.join();
+  run_writers_and_readers(kWriters, 2, writer, reader);
 
   CHECK(missing.load() == 0);
   CHECK(lookups.load() >= 1000);
@@ -601,24 +619,20 @@ TEST_CASE("a key lock lets one thread in at a time, also when its waiters sleep"
   long counter = 0;
   constexpr int kThreads = 4;
   constexpr int kEach = 20000;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kEach; ++i) {
-        std::lock_guard<metrics::KeyLock> guard(lock);
-        // Read, pause, write: a second thread inside would lose an update.
-        const long seen = counter;
-        for (volatile int spin = 0; spin < 20; spin = spin + 1) {
-        }
-        counter = seen + 1;
-        if (i % 500 == 0) {
-          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-          while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
-        }
+  run_writers(kThreads, [&](int) {
+    for (int i = 0; i < kEach; ++i) {
+      std::lock_guard<metrics::KeyLock> guard(lock);
+      // Read, pause, write: a second thread inside would lose an update.
+      const long seen = counter;
+      for (volatile int spin = 0; spin < 20; spin = spin + 1) {
       }
-    });
-  }
-  for (std::thread& t : threads) t.join();
+      counter = seen + 1;
+      if (i % 500 == 0) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+        while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      }
+    }
+  });
   CHECK(counter == long{kThreads} * kEach);
 }
 

@@ -491,6 +491,22 @@ ProcessResult ChildProcess::stop(int sig, std::chrono::milliseconds deadline) {
   return result;
 }
 
+namespace {
+
+std::vector<std::string> server_command(std::vector<std::string> args,
+                                        std::vector<std::string> prefix) {
+  prefix.push_back(server_binary());
+  prefix.insert(prefix.end(), args.begin(), args.end());
+  return prefix;
+}
+
+}  // namespace
+
+ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> prefix)
+    : process(server_command(std::move(args), std::move(prefix))),
+      listening_line(process.wait_for_stderr_line("listening on")),
+      port(port_from_listening_line(listening_line)) {}
+
 TempDir::TempDir() {
   std::string pattern =
       (std::filesystem::temp_directory_path() / "metrics-test-XXXXXX").string();
@@ -511,6 +527,12 @@ std::string server_binary() {
 std::string cli_binary() {
   const char* path = std::getenv("METRICS_CLI_BIN");
   return path != nullptr ? path : "build/metrics-cli";
+}
+
+std::string bench_binary() {
+  std::string path = server_binary();
+  std::size_t slash = path.rfind('/');
+  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "metrics-bench";
 }
 
 uint16_t port_from_listening_line(std::string_view line) {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "sanitizers.hpp"
 #include "metrics/server.hpp"
 #include "metrics/service.hpp"
 #include "metrics/socket.hpp"
@@ -24,6 +25,16 @@ namespace metrics::test {
 
 // Every blocking step of a test waits at most this long.
 inline constexpr std::chrono::milliseconds kDeadline{10000};
+
+// The exit statuses of metrics-cli and metrics-bench besides 0: the request
+// failed, or the command line was wrong.
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Whether this build runs under ThreadSanitizer or AddressSanitizer, which
+// make threads, memory and time costlier: the library's one answer.
+using metrics::kAddressSanitizer;
+using metrics::kThreadSanitizer;
 
 // A MetricsService over a fresh Storage, served on 127.0.0.1 at a free port
 // by a thread of this process; stopped and joined on destruction.
@@ -184,6 +195,17 @@ class SlowHandshakeListener {
   std::thread thread_;
 };
 
+// Runs connect_and_ask(port) against a SlowHandshakeListener that answers
+// its first request line with "ok\n\n" once a SYN was dropped, and returns
+// what the listener saw.
+template <typename ConnectAndAsk>
+SlowHandshakeListener::Outcome after_a_slow_handshake(ConnectAndAsk connect_and_ask) {
+  SlowHandshakeListener listener;
+  listener.serve_after_a_dropped_syn("ok\n\n");
+  connect_and_ask(listener.port());
+  return listener.finish();
+}
+
 // Waits (polling, bounded by `deadline`) until `condition` holds; returns
 // whether it did.
 template <typename Condition>
@@ -242,6 +264,19 @@ class ChildProcess {
   std::string err_text_;
 };
 
+// A metrics-server child process, killed by PID on destruction. Starts
+// `prefix... metrics-server args...` and waits for its "listening on" line;
+// `args` name the address, e.g. {"127.0.0.1", "0"}, and a `prefix` (such as
+// prlimit) must exec the server so that the PID stays the server's.
+struct ServerProcess {
+  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> prefix = {});
+  pid_t pid() const { return process.pid(); }
+
+  ChildProcess process;
+  std::string listening_line;
+  uint16_t port = 0;
+};
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on
 // destruction.
 class TempDir {
@@ -262,6 +297,8 @@ class TempDir {
 // (set by `make test`), else build/<name>.
 std::string server_binary();
 std::string cli_binary();
+// metrics-bench, built next to metrics-server.
+std::string bench_binary();
 
 // The port in a "listening on HOST:PORT" line.
 uint16_t port_from_listening_line(std::string_view line);

@@ -329,20 +329,12 @@ struct ConnectionResult {
   std::string error;          // the first failure, if any
 };
 
-void set_socket_timeouts(int fd, double seconds) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 metrics::Fd connect_to(const Options& options) {
   try {
     metrics::Fd fd = metrics::connect_tcp(options.host, static_cast<uint16_t>(options.port),
                                           std::chrono::milliseconds(
                                               static_cast<long long>(options.timeout * 1000)));
-    set_socket_timeouts(fd.get(), options.timeout);
+    metrics::set_socket_timeouts(fd.get(), options.timeout);
     return fd;
   } catch (const metrics::SystemError& e) {
     throw BenchError{e.what()};
@@ -697,48 +689,46 @@ Report run(const Options& options) {
   return report;
 }
 
+// Adds an option whose default --help shows and whose values `check` accepts.
+template <typename T>
+void add_checked_option(CLI::App& app, const std::string& name, T& value, const std::string& help,
+                        const CLI::Validator& check) {
+  app.add_option(name, value, help)->capture_default_str()->check(check);
+}
+
 void setup_options(CLI::App& app, Options& o) {
   app.add_option("--host", o.host, "Server host: name, IPv4 or IPv6 literal")->capture_default_str();
-  app.add_option("-p,--port", o.port, "Server TCP port")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  app.add_option("-c,--connections", o.connections, "Connections, one thread each")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  app.add_option("-n,--requests", o.requests, "Requests in all, spread over the connections")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("-P,--pipeline", o.pipeline, "Requests written at once per connection")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  app.add_option("--keys", o.keys, "Distinct keys that puts and gets spread over")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 10000000));
-  app.add_option("--samples-per-key", o.samples_per_key,
-                 "Samples preloaded per key for the get, mixed and get-all modes")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 10000000));
-  app.add_option("--mode", o.mode,
-                 "put; get (one key per request); mixed (puts and gets alternate); get-all "
-                 "('get *'); idle (open -c connections, one put each, and hold them)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"put", "get", "mixed", "get-all", "idle"}));
-  app.add_option("--protocol", o.protocol,
-                 "metrics, or redis: inline 'HSET bench:KEY TIMESTAMP VALUE' answered :1 or :0, "
-                 "and 'HGETALL bench:get:KEY' for gets (put, idle and get modes)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"metrics", "redis"}));
-  app.add_option("--background", o.background,
-                 "Extra connections doing ping-pong puts (of preloaded samples, unchanged) while "
-                 "the measured requests run; their latency is reported apart")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1000));
+  add_checked_option(app, "-p,--port", o.port, "Server TCP port", CLI::Range(1, 65535));
+  add_checked_option(app, "-c,--connections", o.connections, "Connections, one thread each",
+                     CLI::Range(1, 100000));
+  add_checked_option(app, "-n,--requests", o.requests,
+                     "Requests in all, spread over the connections", CLI::PositiveNumber);
+  add_checked_option(app, "-P,--pipeline", o.pipeline, "Requests written at once per connection",
+                     CLI::Range(1, 100000));
+  add_checked_option(app, "--keys", o.keys, "Distinct keys that puts and gets spread over",
+                     CLI::Range(1, 10000000));
+  add_checked_option(app, "--samples-per-key", o.samples_per_key,
+                     "Samples preloaded per key for the get, mixed and get-all modes",
+                     CLI::Range(1, 10000000));
+  add_checked_option(app, "--mode", o.mode,
+                     "put; get (one key per request); mixed (puts and gets alternate); get-all "
+                     "('get *'); idle (open -c connections, one put each, and hold them)",
+                     CLI::IsMember({"put", "get", "mixed", "get-all", "idle"}));
+  add_checked_option(
+      app, "--protocol", o.protocol,
+      "metrics, or redis: inline 'HSET bench:KEY TIMESTAMP VALUE' answered :1 or :0, "
+      "and 'HGETALL bench:get:KEY' for gets (put, idle and get modes)",
+      CLI::IsMember({"metrics", "redis"}));
+  add_checked_option(
+      app, "--background", o.background,
+      "Extra connections doing ping-pong puts (of preloaded samples, unchanged) while "
+      "the measured requests run; their latency is reported apart",
+      CLI::Range(0, 1000));
   app.add_option("--server-pid", o.server_pid,
                  "Measure this process's CPU time and RSS around the measured phase")
       ->check(CLI::PositiveNumber);
-  app.add_option("--timeout", o.timeout, "Seconds to wait for any connect, send or answer")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  add_checked_option(app, "--timeout", o.timeout, "Seconds to wait for any connect, send or answer",
+                     CLI::PositiveNumber);
   app.add_option("--label", o.label, "A name for this run in the output");
   app.add_flag("--csv", o.csv, "Print a CSV header and one row instead of text");
 }

@@ -98,6 +98,14 @@ using Timeout = std::optional<std::chrono::milliseconds>;
 // address tried ("timed out" for a timeout), or "resolve HOST: <cause>".
 Fd connect_tcp(const std::string& host, uint16_t port, Timeout timeout);
 
+// Sets both SO_RCVTIMEO and SO_SNDTIMEO of `fd` to `seconds`, so that a
+// blocking receive or send that waits that long fails with EAGAIN. A zero
+// timeval means "no timeout" to the kernel, so any `seconds` above 0 sets at
+// least 1 µs (never zero); 0 or less clears both timeouts. Values past about
+// 68 years are clamped. A setsockopt failure (only possible when `fd` is not
+// a socket) is ignored.
+void set_socket_timeouts(int fd, double seconds);
+
 // Sends all of `data`, retrying on EINTR and short writes, with MSG_NOSIGNAL.
 // With a timeout, waits at most that long for each chunk to be accepted.
 // Returns false and sets errno (ETIMEDOUT for a timeout) on failure.
