@@ -115,7 +115,7 @@ FUZZ_FLAGS    := -std=c++17 -O1 -g -Wall -Wextra -Werror -Iinclude -Isrc \
                  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
 $(FUZZ_BUILD)/%_fuzz: tests/fuzz/%_fuzz.cpp src/protocol.cpp include/metrics/protocol.hpp \
-                      include/metrics/sample.hpp | fuzz-deps
+                      include/metrics/sample.hpp src/line_splitter.hpp src/buffer.hpp | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) $< src/protocol.cpp -o $@
 

@@ -13,7 +13,7 @@
 
 #include "line_service.hpp"
 #include "metrics/protocol.hpp"
-#include "metrics/server.hpp"
+#include "server.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "metrics/key_lock.hpp"
+#include "key_lock.hpp"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>

@@ -1,6 +1,6 @@
 #include "line_service.hpp"
 
-#include "metrics/buffer.hpp"
+#include "buffer.hpp"
 #include "metrics/socket.hpp"
 
 namespace metrics {

@@ -1,4 +1,4 @@
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "metrics/series.hpp"
+#include "series.hpp"
 
 #include <sys/mman.h>
 

@@ -1,4 +1,4 @@
-#include "metrics/server.hpp"
+#include "server.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 #include <system_error>
 
 #include "line_service.hpp"
-#include "logger.hpp"
+#include "line_splitter.hpp"
 #include "sanitizers.hpp"
 
 namespace metrics {
@@ -69,7 +69,7 @@ bool is_resource_accept_error(int err) {
 Server::Server(ServerOptions options, Service& service)
     : options_(std::move(options)),
       service_(service),
-      logger_(std::make_unique<Logger>(options_.log, options_.quiet)) {
+      logger_(options_.log, options_.quiet) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2");
   wake_read_.reset(fds[0]);
@@ -85,7 +85,7 @@ Server::~Server() {
 }
 
 void Server::log(std::string_view line, bool always) const {
-  logger_->line(line, /*info=*/!always);
+  logger_.line(line, /*info=*/!always);
 }
 
 void Server::listen() {

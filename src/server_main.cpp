@@ -18,11 +18,11 @@
 
 #include "log_format.hpp"
 #include "metrics/protocol.hpp"
-#include "metrics/server.hpp"
-#include "metrics/service.hpp"
-#include "metrics/storage.hpp"
+#include "server.hpp"
+#include "service.hpp"
+#include "storage.hpp"
 #include "metrics/version.hpp"
-#include "metrics/wal.hpp"
+#include "wal.hpp"
 
 namespace {
 

@@ -1,10 +1,10 @@
-#include "metrics/service.hpp"
+#include "service.hpp"
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
-#include "metrics/buffer.hpp"
+#include "buffer.hpp"
 #include "metrics/protocol.hpp"
 
 namespace metrics {

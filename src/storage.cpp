@@ -1,4 +1,4 @@
-#include "metrics/storage.hpp"
+#include "storage.hpp"
 
 #include <algorithm>
 #include <limits>

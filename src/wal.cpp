@@ -2,7 +2,7 @@
 // replay, appending a batch of puts and applying it, group commit, the
 // syncer's retries and compaction. The record format is log_format.hpp's;
 // the file primitives are log_file.hpp's.
-#include "metrics/wal.hpp"
+#include "wal.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -19,8 +19,7 @@
 
 #include "log_file.hpp"
 #include "log_format.hpp"
-#include "logger.hpp"
-#include "metrics/buffer.hpp"
+#include "buffer.hpp"
 
 namespace metrics {
 
@@ -71,7 +70,7 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 Wal::Wal(WalOptions options, Storage& storage)
     : options_(std::move(options)),
       storage_(storage),
-      logger_(std::make_unique<Logger>(options_.log, options_.quiet)) {
+      logger_(options_.log, options_.quiet) {
   replay(open_and_lock());
   // If the compactor cannot start, threads_'s destruction stops and joins
   // the syncer.
@@ -109,7 +108,7 @@ Wal::~Wal() {
   }
 }
 
-void Wal::log(const std::string& line, bool info) const { logger_->line(line, info); }
+void Wal::log(const std::string& line, bool info) const { logger_.line(line, info); }
 
 std::shared_ptr<Fd> Wal::open_and_lock() {
   const std::string& path = options_.path;

@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "sanitizers.hpp"
 #include "test_util.hpp"
 

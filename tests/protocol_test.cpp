@@ -1,6 +1,7 @@
 // Table tests of the pure protocol code against docs/protocol.md, row by row: the
 // request parser, number parsing and printing, answer formatting, the line
 // splitter and the client's answer parser. No sockets.
+#include "line_splitter.hpp"
 #include "metrics/protocol.hpp"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 // Tests of metrics::SampleSeries, the block-structured sorted array behind
 // each key (docs/protocol.md "Responses": samples by ascending timestamp, the
 // last put at a timestamp wins), against a std::map model.
-#include "metrics/series.hpp"
+#include "series.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "test_util.hpp"
 
 using metrics::Sample;

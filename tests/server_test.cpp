@@ -1,7 +1,7 @@
 // End-to-end tests of the server: a real Server (in-process TestServer, or the
 // metrics-server binary) on a loopback port chosen by the kernel, spoken to
 // with raw bytes. Answers are compared byte for byte with docs/protocol.md.
-#include "metrics/server.hpp"
+#include "server.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,11 +21,11 @@
 
 #include "log_format.hpp"
 #include "metrics/client.hpp"
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "metrics/protocol.hpp"
-#include "metrics/service.hpp"
-#include "metrics/storage.hpp"
-#include "metrics/wal.hpp"
+#include "service.hpp"
+#include "storage.hpp"
+#include "wal.hpp"
 #include "test_util.hpp"
 
 using metrics::ServerOptions;

@@ -1,6 +1,6 @@
 // The metrics protocol's session (MetricsSession) and its parts, without a
 // server: how provisional answers are settled before they are sent.
-#include "metrics/service.hpp"
+#include "service.hpp"
 
 #include <sys/socket.h>
 

@@ -1,7 +1,7 @@
 // Tests of metrics::Storage against docs/protocol.md "Responses": samples ordered
 // by timestamp, one value per (key, timestamp) with the last put winning, keys
 // in order of first put, and nothing lost when many threads put at once.
-#include "metrics/storage.hpp"
+#include "storage.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "test_util.hpp"
 
 using namespace std::string_literals;

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "sanitizers.hpp"
-#include "metrics/server.hpp"
-#include "metrics/service.hpp"
+#include "server.hpp"
+#include "service.hpp"
 #include "metrics/socket.hpp"
-#include "metrics/storage.hpp"
+#include "storage.hpp"
 
 namespace metrics::test {
 

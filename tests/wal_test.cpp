@@ -1,7 +1,7 @@
 // The Wal on real files, in-process: round trips, torn tails, corruption in
 // the middle, locking, refused puts and compaction. (The record format alone
 // is tests/log_format_test.cpp's.)
-#include "metrics/wal.hpp"
+#include "wal.hpp"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -29,10 +29,10 @@
 
 #include "log_format.hpp"
 #include "log_records.hpp"
-#include "metrics/adaptive_mutex.hpp"
+#include "adaptive_mutex.hpp"
 #include "metrics/protocol.hpp"
-#include "metrics/server.hpp"
-#include "metrics/storage.hpp"
+#include "server.hpp"
+#include "storage.hpp"
 #include "test_util.hpp"
 
 using metrics::test::log_of;

@@ -35,7 +35,7 @@
 #include <utility>
 #include <vector>
 
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 #include "metrics/version.hpp"

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "line_splitter.hpp"
 #include "metrics/protocol.hpp"
 
 namespace {

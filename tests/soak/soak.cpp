@@ -38,9 +38,9 @@
 #include <vector>
 
 #include "metrics/client.hpp"
-#include "metrics/procfs.hpp"
+#include "procfs.hpp"
 #include "metrics/protocol.hpp"
-#include "metrics/server.hpp"
+#include "server.hpp"
 #include "metrics/socket.hpp"
 
 namespace {

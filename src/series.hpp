@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "metrics/sample.hpp"
+#include "sanitizers.hpp"
 
 namespace metrics {
 
@@ -41,17 +42,7 @@ namespace block_pool {
 inline constexpr std::size_t kBytes = 4096;
 // Under AddressSanitizer every block is its own allocation, so that reading
 // or writing past a block is still caught.
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kPooled = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool kPooled = false;
-#else
-inline constexpr bool kPooled = true;
-#endif
-#else
-inline constexpr bool kPooled = true;
-#endif
+inline constexpr bool kPooled = !kAddressSanitizer;
 // A block of kBytes, aligned for any type; throws std::bad_alloc when no
 // memory can be mapped.
 void* allocate();

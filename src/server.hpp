@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "logger.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
 
@@ -50,8 +51,6 @@ struct ServerOptions {
   bool quiet = false;
 };
 
-// Where a server's log lines go (src/logger.hpp).
-class Logger;
 
 // Thread-safe: stop() and the accessors may be called from any thread while
 // run() runs in another. listen() and run() are called once each, in order.
@@ -118,7 +117,7 @@ class Server {
 
   ServerOptions options_;
   Service& service_;
-  const std::unique_ptr<const Logger> logger_;  // options_.log and options_.quiet
+  const Logger logger_;  // options_.log and options_.quiet
   Fd listener_;
   Fd wake_read_;
   Fd wake_write_;

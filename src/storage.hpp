@@ -14,9 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "metrics/key_lock.hpp"
+#include "key_lock.hpp"
 #include "metrics/sample.hpp"
-#include "metrics/series.hpp"
+#include "series.hpp"
 
 namespace metrics {
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "line_service.hpp"
-#include "metrics/storage.hpp"
-#include "metrics/wal.hpp"
+#include "storage.hpp"
+#include "wal.hpp"
 
 namespace metrics {
 

@@ -22,10 +22,11 @@
 #include <string_view>
 #include <thread>
 
-#include "metrics/adaptive_mutex.hpp"
+#include "adaptive_mutex.hpp"
+#include "logger.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
-#include "metrics/storage.hpp"
+#include "storage.hpp"
 
 namespace metrics {
 
@@ -73,8 +74,6 @@ struct ReplayStats {
 
 // Where records are appended: the end of the log file (src/log_file.hpp).
 class LogTail;
-// Where log lines go (src/logger.hpp).
-class Logger;
 
 // The write-ahead log of one server. Owns the data file (locked with flock
 // for the Wal's lifetime) and two threads: a syncer (fdatasync once a second
@@ -186,7 +185,7 @@ class Wal {
   std::string tmp_path_;
   ReplayStats replay_;
 
-  const std::unique_ptr<const Logger> logger_;  // options_.log and options_.quiet
+  const Logger logger_;  // options_.log and options_.quiet
   std::mutex compact_mu_;  // one compaction at a time
 
   // Guards the tail and the counters below. Logged puts are applied under
