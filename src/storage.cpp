@@ -105,7 +105,7 @@ void Storage::apply(std::string_view key, std::size_t hash, int64_t timestamp, d
       return;
     }
   }
-  std::lock_guard<KeyLock> lock(entry->mu);
+  std::lock_guard<std::mutex> lock(entry->mu);
   entry->samples.insert(timestamp, value);
 }
 
@@ -122,7 +122,7 @@ std::size_t Storage::sample_count() const {
   std::size_t total = 0;
   for (std::size_t i = 0; i < keys; ++i) {
     const Entry* entry = entry_at(i);
-    std::lock_guard<KeyLock> lock(entry->mu);
+    std::lock_guard<std::mutex> lock(entry->mu);
     total += entry->samples.size();
   }
   return total;
@@ -138,7 +138,7 @@ bool Storage::copy_series(std::size_t index, std::string* key,
   const Entry* entry = entry_at(index);
   if (entry == nullptr) return false;
   key->assign(entry->key);  // immutable: no lock needed
-  std::lock_guard<KeyLock> lock(entry->mu);
+  std::lock_guard<std::mutex> lock(entry->mu);
   samples->clear();
   entry->samples.append_to(samples);
   return true;
@@ -158,7 +158,7 @@ bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) co
     samples->clear();
     return false;
   }
-  std::lock_guard<KeyLock> lock(entry->mu);
+  std::lock_guard<std::mutex> lock(entry->mu);
   samples->clear();
   entry->samples.append_to(samples);
   return true;
@@ -167,7 +167,7 @@ bool Storage::copy_series(std::string_view key, std::vector<Sample>* samples) co
 void Storage::open_entry(const Entry* entry, SeriesCursor* cursor) {
   cursor->entry_ = entry;
   cursor->next_ = std::numeric_limits<int64_t>::min();
-  std::lock_guard<KeyLock> lock(entry->mu);
+  std::lock_guard<std::mutex> lock(entry->mu);
   // Every entry holds at least its first sample.
   cursor->until_ = entry->samples.last_timestamp();
 }
@@ -198,7 +198,7 @@ bool Storage::copy_piece(SeriesCursor* cursor, std::size_t max_samples,
   samples->clear();
   if (cursor->entry_ == nullptr) return false;
   {
-    std::lock_guard<KeyLock> lock(cursor->entry_->mu);
+    std::lock_guard<std::mutex> lock(cursor->entry_->mu);
     cursor->entry_->samples.append_range(cursor->next_, cursor->until_,
                                          std::max<std::size_t>(max_samples, 1), samples);
   }

@@ -14,7 +14,6 @@
 #include <string_view>
 #include <vector>
 
-#include "key_lock.hpp"
 #include "metrics/sample.hpp"
 #include "series.hpp"
 
@@ -25,8 +24,7 @@ namespace metrics {
 //
 // Thread-safe, and built so that sessions putting to different keys share
 // no written memory (docs/architecture.md, "Storage"):
-// - each key has its own lock (a KeyLock, whose unlock is a plain store),
-//   which guards its samples;
+// - each key has its own lock (a std::mutex), which guards its samples;
 // - keys are found through an insert-only open-addressing index that is
 //   read without any lock (atomic slots; a full table is replaced by a
 //   larger copy, and old tables live as long as the Storage);
@@ -134,7 +132,7 @@ class Storage {
     Entry(std::string_view k, std::size_t h) : key(k), hash(h) {}
     const std::string key;  // immutable once published
     const std::size_t hash;
-    mutable KeyLock mu;
+    mutable std::mutex mu;
     SampleSeries samples;  // guarded by mu
   };
 

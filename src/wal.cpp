@@ -86,7 +86,7 @@ void Wal::Threads::start(void (Wal::*loop)()) {
 
 void Wal::Threads::stop_and_join() {
   {
-    std::lock_guard<AdaptiveMutex> lock(wal_.mu_);
+    std::lock_guard<std::mutex> lock(wal_.mu_);
     wal_.stop_ = true;
   }
   wal_.wake_.notify_all();
@@ -98,7 +98,7 @@ void Wal::Threads::stop_and_join() {
 Wal::~Wal() {
   threads_.stop_and_join();
   // Sessions have all ended: drop the space allocated ahead and sync.
-  std::lock_guard<AdaptiveMutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (int err = tail_->truncate(); err != 0) {
     log(errno_message("data file " + options_.path + ": cutting it to its records on close", err) +
         " (the next start does)");
@@ -327,7 +327,7 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
   }
   std::size_t appended = 0;
   {
-    std::unique_lock<AdaptiveMutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     // Whole records, one at a time, until the tail refuses one: the puts
     // whose records were appended (a prefix of the batch) are then applied,
     // and the rest change nothing. A record is appended before its put is
@@ -359,11 +359,11 @@ std::size_t Wal::put_batch(const Storage::KeyedSample* puts, std::size_t n, uint
 }
 
 bool Wal::failed() const {
-  std::lock_guard<AdaptiveMutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return failed_;
 }
 
-void Wal::fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err) {
+void Wal::fail_locked(std::unique_lock<std::mutex>& lock, const std::string& what, int err) {
   const bool first = !failed_;
   failed_ = true;
   lock.unlock();
@@ -383,7 +383,7 @@ uint64_t Wal::commit(uint64_t ticket) {
   // before the failure are whole, in allocated space, and applied, so they
   // are synced and acknowledged like any others. (Refusing them would leave
   // puts answered with an error in memory and in the file.)
-  std::unique_lock<AdaptiveMutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (durable_seq_ >= ticket) return durable_seq_;
     if (!leading_) break;
@@ -393,7 +393,7 @@ uint64_t Wal::commit(uint64_t ticket) {
   return durable_seq_;
 }
 
-int Wal::sync_leading(std::unique_lock<AdaptiveMutex>& lock) {
+int Wal::sync_leading(std::unique_lock<std::mutex>& lock) {
   leading_ = true;
   const uint64_t target = appended_seq_;
   const std::shared_ptr<Fd> file = tail_->file();
@@ -424,7 +424,7 @@ void Wal::retry() {
   // succeeds. (With kEverySec, pages a failed sync could not write may be
   // missing from the file, as with any write-back after EIO; the next
   // compaction rewrites the log from memory.)
-  std::unique_lock<AdaptiveMutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (tail_->reserve(1) != 0) return;
   if (options_.fsync == FsyncPolicy::kAlways) {
     // Through the group commit's lead, so that its sync and a commit's never
@@ -446,7 +446,7 @@ void Wal::retry() {
 }
 
 void Wal::syncer_loop() {
-  std::unique_lock<AdaptiveMutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
     if (stop_) return;
@@ -469,7 +469,7 @@ void Wal::syncer_loop() {
 }
 
 void Wal::compactor_loop() {
-  std::unique_lock<AdaptiveMutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; });
     if (stop_) return;
@@ -482,7 +482,7 @@ void Wal::compactor_loop() {
 bool Wal::should_compact() {
   uint64_t records;
   {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (failed_ || Clock::now() < next_compact_try_) return false;
     if (tail_->end() < options_.compact_min_bytes) return false;
     records = records_in_file_;
@@ -493,7 +493,7 @@ bool Wal::should_compact() {
   }
   // Outside mu_: storage locks are always taken before mu_, never after.
   const uint64_t samples = storage_.sample_count();
-  std::lock_guard<AdaptiveMutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   samples_counted_ = samples;
   return records > 2 * samples;
 }
@@ -505,7 +505,7 @@ bool Wal::compact() {
   auto give_up = [&](const std::string& why) {
     log("data file " + path + ": compaction failed: " + why + "; keeping the current log");
     ::unlink(tmp_path_.c_str());
-    std::lock_guard<AdaptiveMutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     next_compact_try_ = Clock::now() + std::chrono::minutes(1);
     return false;
   };
@@ -526,7 +526,7 @@ bool Wal::compact() {
   uint64_t old_size;
   std::shared_ptr<Fd> old;
   {
-    std::lock_guard<AdaptiveMutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     copied = tail_->end();
     cut_records = records_in_file_;
     old_size = copied;
@@ -579,7 +579,7 @@ bool Wal::compact() {
   for (int round = 0; round < 3; ++round) {
     uint64_t end;
     {
-      std::lock_guard<AdaptiveMutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       end = tail_->end();
     }
     if (end <= copied) break;
@@ -591,7 +591,7 @@ bool Wal::compact() {
   // file is synced and takes the old one's name, and appends move to it. The
   // sync comes first so that a record synced in the old file is never
   // replaced by an unsynced copy.
-  std::unique_lock<AdaptiveMutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto pause = Clock::now();
   std::string failure;
   if (!copy_tail(tail_->end())) {

@@ -22,7 +22,6 @@
 #include <string_view>
 #include <thread>
 
-#include "adaptive_mutex.hpp"
 #include "logger.hpp"
 #include "metrics/protocol.hpp"
 #include "metrics/socket.hpp"
@@ -160,7 +159,7 @@ class Wal {
   void replay(std::shared_ptr<Fd> file);
   // Marks the log failed; logs `what` the first time. REQUIRES: mu_ held by
   // `lock`, which is released while logging.
-  void fail_locked(std::unique_lock<AdaptiveMutex>& lock, const std::string& what, int err);
+  void fail_locked(std::unique_lock<std::mutex>& lock, const std::string& what, int err);
   // The syncer's attempt to make a failed log writable again.
   void retry();
   // Leads one group-commit sync of every record appended so far: marks
@@ -168,7 +167,7 @@ class Wal {
   // the waiters. Returns 0 or the errno of the failed sync; with kAlways a
   // failed sync ends the process instead. REQUIRES: mu_ held by `lock`, no
   // other thread leading.
-  int sync_leading(std::unique_lock<AdaptiveMutex>& lock);
+  int sync_leading(std::unique_lock<std::mutex>& lock);
   // With kAlways: logs that a sync of the log failed and ends the process
   // with status 1 (std::_Exit: no destructor runs, no answer is sent).
   [[noreturn]] void sync_failed_fatally(int err) const;
@@ -193,9 +192,9 @@ class Wal {
   // applied in; it is taken before any storage lock, never after. Held
   // across I/O only to grow the file (rarely) and for a compaction's switch
   // to the new file.
-  mutable AdaptiveMutex mu_;
-  std::condition_variable_any wake_;          // threads' sleep; stop_
-  std::condition_variable_any synced_;        // a leading commit() finished
+  mutable std::mutex mu_;
+  std::condition_variable wake_;              // threads' sleep; stop_
+  std::condition_variable synced_;            // a leading commit() finished
   std::unique_ptr<LogTail> tail_;             // guarded by mu_
   bool leading_ = false;                      // guarded by mu_: a commit() is syncing
   uint64_t appended_seq_ = 0;                 // guarded by mu_: last ticket handed out

@@ -29,7 +29,6 @@
 
 #include "log_format.hpp"
 #include "log_records.hpp"
-#include "adaptive_mutex.hpp"
 #include "metrics/protocol.hpp"
 #include "server.hpp"
 #include "storage.hpp"
@@ -500,31 +499,4 @@ TEST_CASE("a batch of puts applied at once stores what the puts one by one would
     CHECK(a == b);
   }
   CHECK(series(at_once, "b") == std::vector<Sample>{{1, 2.0}, {2, 4.0}, {3, 9.0}});
-}
-
-TEST_CASE("the log's adaptive mutex excludes and works with condition_variable_any", "[wal]") {
-  // Wal::mu_ is a metrics::AdaptiveMutex: 4 threads add under it with no
-  // update lost, and a waiter on condition_variable_any sees the total.
-  metrics::AdaptiveMutex mutex;
-  std::condition_variable_any done;
-  long counter = 0;
-  constexpr int kThreads = 4;
-  constexpr int kAdds = 50000;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < kAdds; ++i) {
-        std::lock_guard<metrics::AdaptiveMutex> lock(mutex);
-        ++counter;
-        if (counter == long{kThreads} * kAdds) done.notify_all();
-      }
-    });
-  }
-  {
-    std::unique_lock<metrics::AdaptiveMutex> lock(mutex);
-    CHECK(done.wait_for(lock, std::chrono::seconds(30),
-                        [&] { return counter == long{kThreads} * kAdds; }));
-  }
-  for (std::thread& t : threads) t.join();
-  CHECK(counter == long{kThreads} * kAdds);
 }
