@@ -31,9 +31,11 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // buffer plus a few frames.
 constexpr std::size_t kSessionStackBytes = 256 * 1024;
 
-// How long a connection that arrives at the connection limit waits for a
-// session whose client has already gone to end (Server::start_session).
+// A connection that arrives at the connection limit waits this long for a
+// session to end before it is refused, and at most this many wait at once
+// (Server::start_session).
 constexpr std::chrono::milliseconds kSlotWait{1000};
+constexpr std::size_t kMaxWaiting = 64;
 
 constexpr std::string_view kOutOfResourcesAnswer = "error\nserver out of resources\n\n";
 
@@ -118,8 +120,14 @@ void Server::run() {
     // polled: only a wake-up or the end of the back-off resumes the loop.
     int count = accept_backoff_ms_ > 0 ? 1 : 2;
     pollfd* first = accept_backoff_ms_ > 0 ? &fds[1] : &fds[0];
-    int rc = ::poll(first, static_cast<nfds_t>(count),
-                    accept_backoff_ms_ > 0 ? accept_backoff_ms_ : -1);
+    // Waiting connections are refused when their wait is over: wake for the
+    // first deadline too.
+    int timeout_ms = accept_backoff_ms_ > 0 ? accept_backoff_ms_ : -1;
+    if (const int wait_ms = waiting_timeout_ms();
+        wait_ms >= 0 && (timeout_ms < 0 || wait_ms < timeout_ms)) {
+      timeout_ms = wait_ms;
+    }
+    int rc = ::poll(first, static_cast<nfds_t>(count), timeout_ms);
     if (rc < 0) {
       if (errno == EINTR) continue;
       log(errno_message("poll", errno));
@@ -133,6 +141,7 @@ void Server::run() {
       reaped = reap_finished();
     }
     if (stopping_.load()) break;
+    admit_waiting();
     if (accept_backoff_ms_ > 0 && (fds[1].revents == 0 || reaped > 0)) {
       // The back-off ran out, or ended sessions freed descriptors: try
       // accepting again. Waiting out the back-off after every wake-up would
@@ -142,6 +151,7 @@ void Server::run() {
       accept_ready();
     }
   }
+  waiting_.clear();  // closes the connections still waiting for a slot
   std::size_t open = session_count();
   log("stopping: closing " + std::to_string(open) + " session(s)");
   end_all_sessions();
@@ -191,70 +201,62 @@ bool Server::admit(uint64_t* id, std::size_t* open) {
   return true;
 }
 
-bool Server::some_client_gone() const {
-  std::vector<pollfd> fds;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    fds.reserve(sessions_.size());
-    for (const auto& [id, session] : sessions_) {
-      // A session that has ended since admit() looked is a slot come free.
-      if (session->done) return true;
-      fds.push_back(pollfd{session->fd.get(), POLLRDHUP, 0});
-    }
-  }
-  // The descriptors stay open outside the lock: only this thread closes
-  // them, when it reaps.
-  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) <= 0) return false;
-  for (const pollfd& p : fds) {
-    if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return true;
-  }
-  return false;
-}
-
-bool Server::wait_to_admit(uint64_t* id, std::size_t* open) {
-  const auto deadline = std::chrono::steady_clock::now() + kSlotWait;
-  while (!stopping_.load()) {
-    // Admission is tried again before each wait: a session may end (and
-    // its wake-up be drained by an earlier wait) between two checks.
-    if (admit(id, open)) return true;
-    if (!some_client_gone()) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    // A finishing session writes to the wake pipe (finish()); so does stop().
-    pollfd wake_fd{wake_read_.get(), POLLIN, 0};
-    int rc = ::poll(&wake_fd, 1, static_cast<int>(left.count()) + 1);
-    if (rc < 0 && errno != EINTR) return false;
-    if (rc > 0) {
-      char drain[256];
-      while (::read(wake_read_.get(), drain, sizeof drain) > 0) {
-      }
-      reap_finished();
-    }
-  }
-  return false;
-}
-
 void Server::start_session(Fd fd, std::string peer) {
+  // A session leaves the count as its serve() ends. But a client that closes
+  // and at once reconnects can be accepted before its old session has seen
+  // the end of stream (the kernel may even deliver the new SYN before the
+  // old FIN): so at the limit a connection waits, briefly and in a bounded
+  // queue, for a slot, instead of being refused for one that is as good as
+  // free. Connections that came first are admitted first.
   uint64_t id = 0;
   std::size_t open = 0;
-  // A session leaves the count as its serve() ends, not when this loop gets
-  // round to joining its thread. But at the limit, a session whose client
-  // has just closed may not have run since the client's FIN arrived: a
-  // client that closes and at once reconnects would be refused for a slot
-  // that is as good as free. So wait for such a session to end (briefly: it
-  // has only to read the end of stream), and refuse at once when every
-  // client is still there.
-  bool admitted = wait_to_admit(&id, &open);
-  if (!admitted) {
-    ++refused_;
-
-    ::send(fd.get(), kTooManyConnectionsAnswer.data(), kTooManyConnectionsAnswer.size(),
-           MSG_NOSIGNAL | MSG_DONTWAIT);
-    log("refused " + peer + ": too many connections (" + std::to_string(open) + " open, limit " +
-        std::to_string(options_.max_connections) + ")");
-    return;  // `fd` closes here
+  if (waiting_.empty() && admit(&id, &open)) {
+    launch(id, std::move(fd), std::move(peer));
+    return;
   }
+  if (waiting_.size() < kMaxWaiting) {
+    waiting_.push_back(
+        Waiting{std::move(fd), std::move(peer), std::chrono::steady_clock::now() + kSlotWait});
+    return;
+  }
+  refuse(std::move(fd), peer, session_count());
+}
+
+void Server::admit_waiting() {
+  while (!waiting_.empty()) {
+    uint64_t id = 0;
+    std::size_t open = 0;
+    if (admit(&id, &open)) {
+      Waiting w = std::move(waiting_.front());
+      waiting_.pop_front();
+      launch(id, std::move(w.fd), std::move(w.peer));
+      continue;
+    }
+    // Deadlines grow along the queue: only its front can be over.
+    if (waiting_.front().deadline > std::chrono::steady_clock::now()) return;
+    Waiting w = std::move(waiting_.front());
+    waiting_.pop_front();
+    refuse(std::move(w.fd), w.peer, open);
+  }
+}
+
+int Server::waiting_timeout_ms() const {
+  if (waiting_.empty()) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+      waiting_.front().deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+void Server::refuse(Fd fd, const std::string& peer, std::size_t open) {
+  ++refused_;
+  ::send(fd.get(), kTooManyConnectionsAnswer.data(), kTooManyConnectionsAnswer.size(),
+         MSG_NOSIGNAL | MSG_DONTWAIT);
+  log("refused " + peer + ": too many connections (" + std::to_string(open) + " open, limit " +
+      std::to_string(options_.max_connections) + ")");
+  // `fd` closes here.
+}
+
+void Server::launch(uint64_t id, Fd fd, std::string peer) {
   auto session = std::make_unique<Session>();
   Session* raw = session.get();
   int one = 1;
@@ -334,8 +336,6 @@ void Server::finish(uint64_t id) {
     // closes the descriptor when it reaps `id`.
     std::lock_guard<std::mutex> lock(mu_);
     --live_;
-    auto it = sessions_.find(id);
-    if (it != sessions_.end()) it->second->done = true;
     finished_.push_back(id);
   }
   wake();

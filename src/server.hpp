@@ -11,8 +11,10 @@
 #define METRICS_SERVER_HPP_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -90,28 +92,38 @@ class Server {
     Fd fd;
     std::string peer;
     std::thread thread;
-    bool done = false;  // guarded by mu_: serve() has finished
+  };
+
+  // A connection that arrived at the connection limit, waiting (until
+  // `deadline`) for a session to end and free its slot.
+  struct Waiting {
+    Fd fd;
+    std::string peer;
+    std::chrono::steady_clock::time_point deadline;
   };
 
   // Logs one line unless options_.quiet (and `always` is false).
   void log(std::string_view line, bool always = false) const;
   void accept_ready();
+  // Starts a session for a new connection, or, at the connection limit,
+  // queues it in waiting_ (or refuses it when that queue is full).
   void start_session(Fd fd, std::string peer);
+  // Starts the session thread of an admitted connection.
+  void launch(uint64_t id, Fd fd, std::string peer);
+  // Answers "too many connections" and closes the connection.
+  void refuse(Fd fd, const std::string& peer, std::size_t open);
+  // Admits waiting connections while there is room, in arrival order, and
+  // refuses those whose wait is over.
+  void admit_waiting();
+  // Milliseconds until the first waiting connection's deadline, or -1.
+  int waiting_timeout_ms() const;
   // Counts a new session in if the limit allows; sets `open` to the sessions
   // open before it and, if admitted, `id` to the new session's.
   bool admit(uint64_t* id, std::size_t* open);
-  // Whether some session has ended, or the client of some open session has
-  // closed or reset its connection (so that session is about to end).
-  bool some_client_gone() const;
-  // Admits as admit() does; at the limit, while some_client_gone(), waits
-  // (at most 1 s, or until stop()) for sessions to end, reaping them, and
-  // admits as soon as there is room.
-  bool wait_to_admit(uint64_t* id, std::size_t* open);
   void serve(Session* session, uint64_t id);
   void finish(uint64_t id);
   // Joins and closes the sessions that have ended; returns how many.
   std::size_t reap_finished();
-  void wait_wake(int timeout_ms);
   void wake();
   void end_all_sessions();
 
@@ -126,6 +138,7 @@ class Server {
   std::atomic<bool> stopping_{false};
   std::atomic<std::size_t> refused_{0};
   int accept_backoff_ms_ = 0;  // used only by the run() thread
+  std::deque<Waiting> waiting_;  // used only by the run() thread
 
 
   mutable std::mutex mu_;
