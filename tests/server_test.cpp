@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -526,6 +527,47 @@ TEST_CASE("with a connection limit of 1 a second concurrent connection is refuse
   CHECK(ask(next, "put next 1 1\n") == "ok\n\n");
   RawConnection over(server.port());
   CHECK(over.read_until_close() == "error\ntoo many connections\n\n");
+}
+
+TEST_CASE("at the connection limit a connection waits for a slot and takes it in arrival order",
+          "[server][e2e][limits]") {
+  ServerOptions options;
+  options.max_connections = 1;
+  TestServer server(options);
+  auto holder = std::make_unique<RawConnection>(server.port());
+  CHECK(ask(*holder, "put held 1 1\n") == "ok\n\n");
+  // Two connections arrive while the slot is taken; neither is answered yet.
+  RawConnection first(server.port());
+  first.send("put first 1 1\n");
+  RawConnection second(server.port());
+  second.send("put second 1 1\n");
+  // The holder leaves: the first waiting connection gets the slot, and the
+  // second, still waiting behind it, is refused when its wait is over.
+  holder.reset();
+  CHECK(first.read_answers() == "ok\n\n");
+  CHECK(second.read_until_close() == "error\ntoo many connections\n\n");
+  CHECK(server.server().refused_count() == 1);
+}
+
+TEST_CASE("at the connection limit at most 64 connections wait; the next is refused at once",
+          "[server][e2e][limits]") {
+  ServerOptions options;
+  options.max_connections = 1;
+  TestServer server(options);
+  RawConnection holder(server.port());
+  CHECK(ask(holder, "put held 1 1\n") == "ok\n\n");
+  std::vector<std::unique_ptr<RawConnection>> waiting;
+  for (int i = 0; i < 64; ++i) waiting.push_back(std::make_unique<RawConnection>(server.port()));
+  // The 65th finds the queue full: refused as it is accepted, while every
+  // one of the 64 is still waiting for its answer (they wait up to 1 s).
+  RawConnection over(server.port());
+  CHECK(over.read_until_close() == "error\ntoo many connections\n\n");
+  std::vector<pollfd> fds;
+  for (const auto& c : waiting) fds.push_back(pollfd{c->fd(), POLLIN, 0});
+  CHECK(::poll(fds.data(), fds.size(), 0) == 0);
+  // Then their wait ends and each is refused.
+  for (auto& c : waiting) CHECK(c->read_until_close() == "error\ntoo many connections\n\n");
+  CHECK(server.server().refused_count() == 65);
 }
 
 // ---------------------------------------------------------------------------
