@@ -72,6 +72,16 @@ TEST_CASE("metrics-bench counts a missing answer as failed after its timeout", "
   CHECK_THAT(r.err, Contains("timed out"));
 }
 
+TEST_CASE("metrics-bench refuses a timeout it cannot represent", "[bench]") {
+  // 1e300 seconds used to overflow the conversion to milliseconds.
+  for (const char* timeout : {"1e300", "0", "-1", "inf"}) {
+    CAPTURE(timeout);
+    ProcessResult r = bench(1, {"-n", "1", "--timeout", timeout});
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Contains("--timeout"));
+  }
+}
+
 TEST_CASE("metrics-bench takes Redis-style answers only with --protocol redis", "[bench]") {
   // A metrics server answers the HSET lines "error\nwrong command\n\n".
   TestServer server;

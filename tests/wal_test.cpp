@@ -478,25 +478,3 @@ TEST_CASE("the log compacts itself in the background once it is twice the live d
   REQUIRE(metrics::test::wait_until([&] { return wal.compactions() >= 1; }));
   CHECK(series(storage, "k").size() == 5);
 }
-
-TEST_CASE("a batch of puts applied at once stores what the puts one by one would", "[wal]") {
-  // Storage::put_many is the replay's fast path; it must keep every rule of
-  // put: the last value wins, keys keep the order of their first put.
-  const std::vector<Storage::KeyedSample> puts = {
-      {"b", 2, 1.0}, {"b", 1, 2.0}, {"a", 5, 3.0}, {"b", 2, 4.0}, {"a", 5, 5.0}, {"c", -1, 6.0},
-      {"a", 4, 7.0}, {"a", 6, 8.0}, {"b", 3, 9.0}};
-  Storage one_by_one, at_once;
-  for (const auto& p : puts) one_by_one.put(p.key, p.timestamp, p.value);
-  at_once.put_many(puts);
-  REQUIRE(at_once.key_count() == one_by_one.key_count());
-  CHECK(at_once.sample_count() == one_by_one.sample_count());
-  for (std::size_t i = 0; i < one_by_one.key_count(); ++i) {
-    std::string key_a, key_b;
-    std::vector<Sample> a, b;
-    one_by_one.copy_series(i, &key_a, &a);
-    at_once.copy_series(i, &key_b, &b);
-    CHECK(key_a == key_b);
-    CHECK(a == b);
-  }
-  CHECK(series(at_once, "b") == std::vector<Sample>{{1, 2.0}, {2, 4.0}, {3, 9.0}});
-}

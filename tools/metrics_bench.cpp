@@ -727,8 +727,10 @@ void setup_options(CLI::App& app, Options& o) {
   app.add_option("--server-pid", o.server_pid,
                  "Measure this process's CPU time and RSS around the measured phase")
       ->check(CLI::PositiveNumber);
-  add_checked_option(app, "--timeout", o.timeout, "Seconds to wait for any connect, send or answer",
-                     CLI::PositiveNumber);
+  // Bounded, so that the conversion to milliseconds cannot overflow.
+  add_checked_option(app, "--timeout", o.timeout,
+                     "Seconds to wait for any connect, send or answer, 0.001 to 1000000",
+                     CLI::Range(0.001, 1000000.0));
   app.add_option("--label", o.label, "A name for this run in the output");
   app.add_flag("--csv", o.csv, "Print a CSV header and one row instead of text");
 }
